@@ -1,0 +1,194 @@
+"""``--criterion addrop_ce``: cross-entropy with AD-DROP on the self-attention maps.
+
+Plain updates (odd epochs under cross-tuning, validation, inference) run the stock fairseq
+criterion and nothing else. AD-DROP updates run:
+
+1. pass 1 on the unwrapped model (no DDP reducer armed) with the selected attention maps
+   recorded, and the attribution method (GA: one ``autograd.grad`` over all maps);
+2. pass 2, the stock criterion with each map's drop mask applied before softmax; its loss
+   is what fairseq back-propagates.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from omegaconf import II
+
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+
+from .. import attention, attribution, masks, schedule, task_outputs
+from ..training_hooks import follow_training
+
+
+@dataclass
+class ADDropCriterionConfig(FairseqDataclass):
+    addrop_p: float = field(
+        default=0.3, metadata={"help": "candidate region size: about p*n keys per attention row"}
+    )
+    addrop_q: float = field(
+        default=0.3, metadata={"help": "probability of dropping each candidate key"}
+    )
+    addrop_layers: str = field(
+        default="all", metadata={"help": "layers to apply AD-DROP to: 'all' or e.g. '0' or '0,2,5'"}
+    )
+    addrop_attention: str = field(
+        default="auto",
+        metadata={
+            "help": "comma-separated attention kinds among encoder-self, decoder-self, "
+            "encoder-decoder; 'auto' = every self-attention the model has"
+        },
+    )
+    addrop_attribution: str = field(
+        default="ga",
+        metadata={
+            "help": "ga (gradient), iga (integrated gradients), aa (attention weights), "
+            "rd (random region), or a method registered with register_attribution"
+        },
+    )
+    addrop_ig_steps: int = field(default=20, metadata={"help": "integrated-gradient steps (iga)"})
+    addrop_labels: ChoiceEnum(["pseudo", "gold"]) = field(
+        default="pseudo", metadata={"help": "labels the attribution is taken for"}
+    )
+    addrop_drop: ChoiceEnum(["high", "low"]) = field(
+        default="high", metadata={"help": "drop high-attribution keys (AD-DROP) or low ones"}
+    )
+    addrop_schedule: ChoiceEnum(list(schedule.SCHEDULES)) = field(
+        default="cross",
+        metadata={"help": "cross: plain odd epochs, AD-DROP even epochs; always; never"},
+    )
+    addrop_cross_period: int = field(
+        default=0,
+        metadata={"help": "if > 0, cross-tuning alternates every N updates instead of epochs"},
+    )
+    # the stock criteria's options (label_smoothed_cross_entropy, sentence_prediction)
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing epsilon"})
+    report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
+    ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "classification head (sentence_prediction)"},
+    )
+
+
+def unwrap(model):
+    """The fairseq model under DDP / ModuleProxyWrapper layers."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return model
+
+
+@register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
+class ADDropCriterion(FairseqCriterion):
+    def __init__(self, cfg: ADDropCriterionConfig, task):
+        super().__init__(task)
+        self.p = masks.check_rate("--addrop-p", cfg.addrop_p)
+        self.q = masks.check_rate("--addrop-q", cfg.addrop_q)
+        self.method = attribution.get_attribution(cfg.addrop_attribution)
+        if cfg.addrop_ig_steps < 1:
+            raise ValueError(f"--addrop-ig-steps must be >= 1, got {cfg.addrop_ig_steps}")
+        schedule.check_schedule(cfg.addrop_schedule, cfg.addrop_cross_period)
+        self.kinds = None if cfg.addrop_attention == "auto" else attention.parse_kinds(cfg.addrop_attention)
+        self.layers = attention.parse_layers(cfg.addrop_layers)
+        self.kind, self.outputs = task_outputs.build_outputs(task, cfg)
+        if cfg.addrop_labels == "gold" and self.kind == "regression":
+            raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
+        self.cfg = cfg
+        self.epoch = 1
+        self.num_updates = 0
+        self.sites: Optional[List[attention.AttentionSite]] = None
+        follow_training(task, self.begin_epoch, self.set_update_num)
+
+    # ------------------------------------------------------------------ training state
+
+    def begin_epoch(self, epoch, model):
+        """Called by the task at every epoch start: the schedule's clock, and early checks."""
+        self.epoch = epoch
+        self.prepare(model)
+
+    def set_update_num(self, num_updates):
+        self.num_updates = num_updates
+
+    def prepare(self, model):
+        """Select and install the attention sites; errors here stop training before it starts."""
+        if self.sites is None:
+            model = unwrap(model)
+            kinds = self.kinds
+            if kinds is None:
+                present = {s.kind for s in attention.find_attention(model)}
+                kinds = [k for k in ("encoder-self", "decoder-self") if k in present] or ["encoder-self"]
+            self.sites = attention.select_sites(model, kinds, self.layers)
+            attention.install(self.sites)
+        return self.sites
+
+    def addrop_now(self) -> bool:
+        return schedule.addrop_active(
+            self.cfg.addrop_schedule, self.epoch, self.num_updates, self.cfg.addrop_cross_period
+        )
+
+    # ------------------------------------------------------------------ the step
+
+    def forward(self, model, sample, reduce=True):
+        if not model.training or not self.addrop_now() or self.p == 0.0 or self.q == 0.0:
+            loss, sample_size, log = self.outputs.loss(model, sample, reduce=reduce)
+            if model.training:
+                log.update(addrop_steps=1, addrop_active=0, addrop_dropped=0, addrop_valid=0)
+            return loss, sample_size, log
+
+        sites = self.prepare(model)
+        attributions = self.attribute(unwrap(model), sample, sites)
+        counts = {"dropped": 0, "valid": 0}
+
+        def make_drop(i, valid):
+            attr = attributions[i] if attributions is not None else torch.rand(valid.shape, device=valid.device)
+            drop = masks.addrop_drop_mask(attr, valid, self.p, self.q, self.cfg.addrop_drop)
+            counts["dropped"] += drop.sum()
+            counts["valid"] += valid.sum()
+            return drop
+
+        with attention.masking(sites, make_drop):
+            loss, sample_size, log = self.outputs.loss(model, sample, reduce=reduce)
+        log.update(
+            addrop_steps=1,
+            addrop_active=1,
+            addrop_dropped=counts["dropped"],
+            addrop_valid=counts["valid"],
+        )
+        return loss, sample_size, log
+
+    def attribute(self, model, sample, sites):
+        """One attribution tensor [B, H, T, S] per site, or None for a random region."""
+        labels = None
+        use_gold = self.cfg.addrop_labels == "gold"
+
+        def forward(replacements=None):
+            nonlocal labels
+            with attention.recording(sites, replacements) as rec:
+                scores, gold, real = self.outputs.scores(model, sample)
+            if labels is None:
+                labels = gold if use_gold else attribution.pseudo_labels(scores)
+            return self.outputs.target(scores, labels, real, gold), rec.result()
+
+        return self.method(forward, steps=self.cfg.addrop_ig_steps, generator=None)
+
+    # ------------------------------------------------------------------ metrics
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        task_outputs.reduce_metrics(logging_outputs)
+        steps = sum(log.get("addrop_steps", 0) for log in logging_outputs)
+        if steps > 0:
+            active = sum(log.get("addrop_active", 0) for log in logging_outputs)
+            dropped = utils.item(sum(log.get("addrop_dropped", 0) for log in logging_outputs))
+            valid = utils.item(sum(log.get("addrop_valid", 0) for log in logging_outputs))
+            metrics.log_scalar("addrop_active", active / steps, steps, round=3)
+            # weighted by the valid positions, so an epoch's value is sum(dropped) / sum(valid)
+            frac = dropped / valid if valid else 0.0
+            metrics.log_scalar("addrop_drop_frac", frac, valid, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

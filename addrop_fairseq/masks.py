@@ -1,0 +1,117 @@
+"""AD-DROP's candidate region and drop mask (paper Eq. 6-7), pure torch.
+
+Conventions shared by every function here:
+
+* ``attribution`` and ``valid`` have shape ``[..., T, S]``: one row per query, one column per
+  key. ``valid`` is True where the query may attend to the key (padding and causal masks
+  already applied); only valid keys are ever sorted, counted, candidates or dropped.
+* The returned mask is boolean, True = drop (the key gets a large negative score before
+  softmax in the second forward pass).
+"""
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+STRATEGIES = ("high", "low")
+
+
+def check_rate(name: str, value: float) -> float:
+    """A probability in [0, 1], or a ValueError that names the option."""
+    value = float(value)
+    if not (0.0 <= value <= 1.0) or math.isnan(value):
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def threshold_index(n: Tensor, p: float) -> Tensor:
+    """k = int(n (1 - p)): the 0-based sorted position where the candidate region starts.
+
+    Computed as ``floor(n * (1 - p) + 1e-9)`` in float64 so that values that are integers on
+    paper stay integers (n=10, p=0.9 gives k=1, not 0 as plain float arithmetic does).
+    k == n means "no candidate" (p = 0).
+    """
+    check_rate("p", p)
+    prod = n.to(torch.float64) * (1.0 - float(p))
+    return torch.floor(prod + 1e-9).to(torch.long).clamp_(min=0)
+
+
+def candidate_region(
+    attribution: Tensor, valid: Tensor, p: float, strategy: str = "high"
+) -> Tensor:
+    """Eq. 6: per row, the valid keys whose attribution is >= the k-th smallest, k = int(n(1-p)).
+
+    ``strategy="low"`` (the paper's prior experiment) mirrors it: the keys whose attribution
+    is <= the k-th largest, i.e. about n*p lowest-attribution keys. Ties at the threshold are
+    all candidates, as in the original code.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if attribution.shape != valid.shape:
+        valid = valid.expand_as(attribution)
+    scores = attribution.detach().float()
+    if strategy == "low":
+        scores = -scores
+    n = valid.sum(dim=-1, keepdim=True)  # [..., T, 1]
+    k = threshold_index(n, p)
+    # invalid keys sort last so that position k of the sorted row is among the valid ones
+    fill = torch.finfo(scores.dtype).max
+    sorted_scores, _ = scores.masked_fill(~valid, fill).sort(dim=-1)
+    has_candidates = k < n
+    thresh = sorted_scores.gather(-1, k.clamp(max=scores.size(-1) - 1))
+    return valid & has_candidates & (scores >= thresh)
+
+
+def keep_one_per_row(drop: Tensor, valid: Tensor, attribution: Tensor, strategy: str) -> Tensor:
+    """Un-drop one key in every row that would otherwise lose all of its valid keys.
+
+    The key restored is the dropped one the strategy ranks least (lowest attribution for
+    "high", highest for "low"), so the row still loses its top-ranked positions. Rows with no
+    valid key at all are left untouched (nothing to keep).
+    """
+    emptied = (drop == valid).all(dim=-1, keepdim=True) & valid.any(dim=-1, keepdim=True)
+    if not bool(emptied.any()):
+        return drop
+    scores = attribution.detach().float()
+    if strategy == "low":
+        scores = -scores
+    rank = scores.masked_fill(~drop, torch.finfo(scores.dtype).max)
+    restore = torch.zeros_like(drop).scatter_(-1, rank.argmin(dim=-1, keepdim=True), True)
+    return drop & ~(restore & emptied)
+
+
+def addrop_drop_mask(
+    attribution: Tensor,
+    valid: Tensor,
+    p: float,
+    q: float,
+    strategy: str = "high",
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """Eq. 6-7: candidates by attribution, each dropped with probability q. True = drop.
+
+    A row never loses all of its valid keys (a decoder's first row has a single key).
+    """
+    check_rate("q", q)
+    valid = valid.expand_as(attribution).bool()
+    candidates = candidate_region(attribution, valid, p, strategy)
+    if q <= 0.0:
+        return torch.zeros_like(candidates)
+    if q >= 1.0:
+        drop = candidates
+    else:
+        u = torch.rand(
+            candidates.shape, generator=generator, device=candidates.device, dtype=torch.float32
+        )
+        drop = candidates & (u < q)
+    return keep_one_per_row(drop, valid, attribution, strategy)
+
+
+def drop_fill_value(dtype: torch.dtype) -> float:
+    """The score given to dropped keys: finite (no NaN in any row), yet exp() of it is 0.
+
+    The dtype's most negative finite number: masked_fill replaces (never adds), so it cannot
+    overflow to -inf in fp16/bf16.
+    """
+    return torch.finfo(dtype).min

@@ -1,0 +1,37 @@
+"""Learn fairseq's epoch and update number from the task, so stock tasks need no change.
+
+The trainer calls ``task.begin_epoch(epoch, model)`` at the start of every epoch (also right
+after resuming from a checkpoint, with the resumed epoch) and ``task.train_step(...,
+update_num=...)`` for every batch. The criterion only sees ``(model, sample)``, so these
+two calls are wrapped on the task *instance* (not the class) to tell it where training is.
+"""
+import functools
+import inspect
+
+
+def follow_training(task, on_begin_epoch, on_train_step) -> None:
+    """Call ``on_begin_epoch(epoch, model)`` / ``on_train_step(update_num)`` before the task's own.
+
+    Following again (a new criterion on the same task) replaces the callbacks.
+    """
+    task._addrop_callbacks = (on_begin_epoch, on_train_step)
+    if getattr(task, "_addrop_followed", False):
+        return
+    begin_epoch = task.begin_epoch
+    train_step = task.train_step
+    update_num_pos = list(inspect.signature(train_step).parameters).index("update_num")
+
+    @functools.wraps(begin_epoch)
+    def begin_epoch_hook(epoch, model):
+        task._addrop_callbacks[0](epoch, model)
+        return begin_epoch(epoch, model)
+
+    @functools.wraps(train_step)
+    def train_step_hook(*args, **kwargs):
+        update_num = kwargs["update_num"] if "update_num" in kwargs else args[update_num_pos]
+        task._addrop_callbacks[1](update_num)
+        return train_step(*args, **kwargs)
+
+    task.begin_epoch = begin_epoch_hook
+    task.train_step = train_step_hook
+    task._addrop_followed = True

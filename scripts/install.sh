@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what is missing for addrop_fairseq into the current Python, and nothing more.
+#   bash scripts/install.sh          # the package and its runtime dependencies
+#   bash scripts/install.sh test     # ... plus the test extras (pytest, hypothesis)
+# torch goes first and pinned: an unpinned torch pulls a multi-GB CUDA build, and
+# fairseq's build needs torch present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "[install] torch==$TORCH_VERSION"
+    "$PY" -m pip install --quiet "torch==$TORCH_VERSION"
+fi
+
+want_extra=${1:-}
+check='import fairseq, sacrebleu, sentencepiece, seqeval, transformers, addrop_fairseq'
+[ "$want_extra" = test ] && check="$check, pytest, hypothesis"
+if ! "$PY" -c "$check" >/dev/null 2>&1 \
+   || ! "$PY" -c "import addrop_fairseq, pathlib, sys; sys.exit(pathlib.Path(addrop_fairseq.__file__).resolve().parents[1] != pathlib.Path('.').resolve())" >/dev/null 2>&1; then
+    echo "[install] pip install -e .${want_extra:+[$want_extra]} (fairseq-fixed compiles its extensions: ~4 min the first time)"
+    "$PY" -m pip install --quiet -e ".${want_extra:+[$want_extra]}"
+fi

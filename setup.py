@@ -1,0 +1,28 @@
+"""addrop_fairseq: AD-DROP (attribution-driven dropout) as a fairseq --user-dir plugin.
+
+Install torch first (``pip install torch==2.13.0``): fairseq's build needs it, and an
+unpinned torch pulls a multi-GB CUDA build.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="addrop_fairseq",
+    version="0.1.0",
+    description="AD-DROP (Attribution-Driven Dropout, NeurIPS 2022) for fairseq",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.8",
+    packages=find_packages(include=["addrop_fairseq", "addrop_fairseq.*"]),
+    install_requires=[
+        "torch>=1.13",
+        # stock fairseq 0.12.2 does not import on Python 3.11; the fork is fairseq's
+        # post-0.12.2 main with the 3.11 fix, same import name and CLI.
+        'fairseq-fixed==0.12.3.1; python_version >= "3.11"',
+        'fairseq>=0.12.2; python_version < "3.11"',
+        "sacrebleu>=2.0",
+        "sentencepiece",
+        "seqeval",
+        "transformers",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"]},
+)

@@ -1,0 +1,51 @@
+"""Shared fixtures: where the real data lives, and how to run fairseq's CLI in a subprocess."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """../shared/data beside the repository (or $ADDROP_SHARED_DATA)."""
+    path = Path(os.environ.get("ADDROP_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        raise RuntimeError(
+            f"real test data not found at {path}: the tests read ../shared/data beside the "
+            "repository (set ADDROP_SHARED_DATA to point elsewhere)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_data_dir()
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # fairseq pickles its config (torch >= 2.6)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env.update(extra)
+    return env
+
+
+def run_cli(module: str, args, cwd=None, check=True, timeout=900, env=None):
+    """Run ``python -m module args`` (e.g. fairseq_cli.train) and return the CompletedProcess.
+
+    On failure the combined output is in the assertion message.
+    """
+    cmd = [sys.executable, "-m", module, *map(str, args)]
+    proc = subprocess.run(
+        cmd, cwd=cwd or REPO, env=env or cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}"
+            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc

@@ -1,0 +1,75 @@
+"""Build real fairseq tasks, models and criteria in-process from command-line style args."""
+import random
+from pathlib import Path
+
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+import addrop_fairseq  # noqa: F401  (registers addrop_ce)
+
+
+def write_dict(path: Path, n_symbols: int) -> None:
+    path.write_text("".join(f"w{i} {1000 - i}\n" for i in range(n_symbols)))
+
+
+def translation_dir(tmp: Path, n_symbols: int = 40) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_dict(tmp / "dict.src.txt", n_symbols)
+    write_dict(tmp / "dict.tgt.txt", n_symbols)
+    return tmp
+
+
+def build(data_dir, extra, task="translation", arch="transformer"):
+    """(cfg, task, model, criterion) exactly as fairseq-train would build them."""
+    parser = options.get_training_parser()
+    argv = [str(data_dir), "--task", task, "--arch", arch, *map(str, extra)]
+    if task == "translation":
+        argv += ["--source-lang", "src", "--target-lang", "tgt"]
+    args = options.parse_args_and_arch(parser, argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    t = tasks.setup_task(cfg.task)
+    model = t.build_model(cfg.model)
+    criterion = t.build_criterion(cfg.criterion)
+    return cfg, t, model, criterion
+
+
+TINY_TRANSFORMER = [
+    "--encoder-layers", "2", "--decoder-layers", "2",
+    "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
+    "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+]
+
+
+def translation_batch(task, bsz=3, src_len=7, tgt_len=6, seed=0):
+    """A padded batch with different lengths per example (left-padded source, like fairseq)."""
+    import torch
+
+    rng = random.Random(seed)
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    pad, eos = src_dict.pad(), src_dict.eos()
+    lo = src_dict.nspecial
+    src = torch.full((bsz, src_len), pad, dtype=torch.long)
+    prev = torch.full((bsz, tgt_len), tgt_dict.pad(), dtype=torch.long)
+    tgt = torch.full((bsz, tgt_len), tgt_dict.pad(), dtype=torch.long)
+    lengths = []
+    for b in range(bsz):
+        n = src_len - (b % 3)
+        toks = [rng.randrange(lo, len(src_dict)) for _ in range(n - 1)] + [eos]
+        src[b, src_len - n:] = torch.tensor(toks)  # left pad
+        lengths.append(n)
+        m = tgt_len - (b % 2) * 2
+        t = [rng.randrange(lo, len(tgt_dict)) for _ in range(m - 1)] + [tgt_dict.eos()]
+        tgt[b, :m] = torch.tensor(t)
+        prev[b, :m] = torch.tensor([tgt_dict.eos()] + t[:-1])
+    return {
+        "id": torch.arange(bsz),
+        "net_input": {
+            "src_tokens": src,
+            "src_lengths": torch.tensor(lengths),
+            "prev_output_tokens": prev,
+        },
+        "target": tgt,
+        "ntokens": int(tgt.ne(tgt_dict.pad()).sum()),
+        "nsentences": bsz,
+    }
