@@ -14,6 +14,13 @@ While a context is open the module takes fairseq's explicit path (``skip_embed_d
 otherwise it runs the stock code unchanged: bit-identical outputs, fast path, incremental
 decoding and static kv untouched. No parameter or buffer is added, so state_dict keys and
 checkpoints stay stock fairseq.
+
+The hooks (:class:`Recorder`, :class:`Masker`) see only ``[B, H, T, S]`` tensors and a
+``module`` carrying ``_addrop_index``, so any attention implementation (e.g. a HuggingFace
+attention function) can drive them: a module is a *site* once it has an ``_addrop_hook``
+attribute, and its attention code calls ``hook.scores(module, scores, valid)`` before softmax
+(when ``hook.needs_scores``) and ``hook.probs(module, probs)`` before attention dropout (when
+``hook.needs_probs``).
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,8 +89,10 @@ class _ADDropMixin:
     def apply_sparse_mask(self, attn_weights, tgt_len: int, src_len: int, bsz: int):
         attn_weights = super().apply_sparse_mask(attn_weights, tgt_len, src_len, bsz)
         hook = self._addrop_hook
-        if hook is not None:
-            attn_weights = hook.scores(self, attn_weights, tgt_len, src_len, bsz)
+        if hook is not None and hook.needs_scores:
+            valid = valid_keys(self, tgt_len, src_len, bsz, attn_weights.device)
+            shape = (bsz, self.num_heads, tgt_len, src_len)
+            attn_weights = hook.scores(self, attn_weights.view(shape), valid).view(attn_weights.shape)
         return attn_weights
 
 
@@ -101,9 +110,12 @@ def _addrop_class(cls: type) -> type:
 def _probs_pre_hook(attention: MultiheadAttention):
     def hook(_dropout, args):
         active = attention._addrop_hook
-        if active is None:
+        if active is None or not active.needs_probs:
             return None
-        return (active.probs(attention, args[0]),) + tuple(args[1:])
+        probs = args[0]
+        bh, tgt_len, src_len = probs.shape
+        shape = (bh // attention.num_heads, attention.num_heads, tgt_len, src_len)
+        return (active.probs(attention, probs.view(shape)).reshape(probs.shape),) + tuple(args[1:])
 
     return hook
 
@@ -135,6 +147,12 @@ def find_attention(model: nn.Module) -> List[AttentionSite]:
             continue
         sites.append(AttentionSite(name, kind, int(layer), module))
     return sites
+
+
+def default_kinds(model: nn.Module) -> List[str]:
+    """Every self-attention kind the model has (encoder-self, and decoder-self if any)."""
+    present = {s.kind for s in find_attention(model)}
+    return [k for k in ("encoder-self", "decoder-self") if k in present] or ["encoder-self"]
 
 
 def parse_kinds(spec: Union[str, Sequence[str]]) -> List[str]:
@@ -233,25 +251,25 @@ def valid_keys(module, tgt_len: int, src_len: int, bsz: int, device) -> Tensor:
 
 
 class Recorder:
-    """Recording mode: keeps each site's probability map [B, H, T, S] (or substitutes one)."""
+    """Recording mode: keeps each site's probability map [B, H, T, S] (or substitutes one).
+
+    Attention code calls ``probs(module, probs[B, H, T, S])`` with the post-softmax,
+    pre-dropout probabilities and continues with what it returns.
+    """
+
+    needs_scores = False
+    needs_probs = True
 
     def __init__(self, n_sites: int, replacements: Optional[Sequence[Tensor]] = None):
         self.maps: List[Optional[Tensor]] = [None] * n_sites
         self.replacements = replacements
 
-    def scores(self, module, attn_weights, tgt_len, src_len, bsz):
-        return attn_weights
-
     def probs(self, module, probs: Tensor) -> Tensor:
-        bh, tgt_len, src_len = probs.shape
         idx = module._addrop_index
         if self.replacements is not None:
-            attn = self.replacements[idx]
-            attn = attn.to(probs.dtype) if attn.dtype != probs.dtype else attn
-        else:
-            attn = probs.view(bh // module.num_heads, module.num_heads, tgt_len, src_len)
-        self.maps[idx] = attn
-        return attn.reshape(bh, tgt_len, src_len)
+            probs = self.replacements[idx].to(probs.dtype)
+        self.maps[idx] = probs
+        return probs
 
     def result(self) -> List[Tensor]:
         missing = [i for i, m in enumerate(self.maps) if m is None]
@@ -265,28 +283,27 @@ DropMaker = Callable[[int, Tensor], Tensor]
 
 
 class Masker:
-    """Masking mode: fills the keys ``make_drop`` picks with a large finite negative score."""
+    """Masking mode: fills the keys ``make_drop`` picks with a large finite negative score.
+
+    Attention code calls ``scores(module, scores[B, H, T, S], valid[B, 1 or H, T, S])`` with
+    the pre-softmax scores and the keys each query may attend, and continues with the result.
+    """
+
+    needs_scores = True
+    needs_probs = False
 
     def __init__(self, make_drop: DropMaker):
         self.make_drop = make_drop
 
-    def scores(self, module, attn_weights, tgt_len, src_len, bsz):
-        heads = module.num_heads
-        valid = valid_keys(module, tgt_len, src_len, bsz, attn_weights.device)
-        drop = self.make_drop(module._addrop_index, valid.expand(bsz, heads, tgt_len, src_len))
-        filled = attn_weights.view(bsz, heads, tgt_len, src_len).masked_fill(
-            drop, drop_fill_value(attn_weights.dtype)
-        )
-        return filled.view(bsz * heads, tgt_len, src_len)
-
-    def probs(self, module, probs):
-        return probs
+    def scores(self, module, scores: Tensor, valid: Tensor) -> Tensor:
+        drop = self.make_drop(module._addrop_index, valid.expand(scores.shape))
+        return scores.masked_fill(drop, drop_fill_value(scores.dtype))
 
 
 @contextmanager
 def _driving(sites: Sequence[AttentionSite], hook):
     for i, site in enumerate(sites):
-        if not isinstance(site.module, _ADDropMixin):
+        if not hasattr(site.module, "_addrop_hook"):
             raise RuntimeError(f"AD-DROP seams not installed on {site.name}; call install() first")
         site.module._addrop_index = i
         site.module._addrop_hook = hook

@@ -116,12 +116,15 @@ class ADDropCriterion(FairseqCriterion):
         """Select and install the attention sites; errors here stop training before it starts."""
         if self.sites is None:
             model = unwrap(model)
-            kinds = self.kinds
-            if kinds is None:
-                present = {s.kind for s in attention.find_attention(model)}
-                kinds = [k for k in ("encoder-self", "decoder-self") if k in present] or ["encoder-self"]
-            self.sites = attention.select_sites(model, kinds, self.layers)
-            attention.install(self.sites)
+            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
+            # sites itself; fairseq MultiheadAttention models get the override installed
+            own = getattr(model, "addrop_attention_sites", None)
+            if own is not None:
+                self.sites = own(self.kinds, self.layers)
+            else:
+                kinds = self.kinds or attention.default_kinds(model)
+                self.sites = attention.select_sites(model, kinds, self.layers)
+                attention.install(self.sites)
         return self.sites
 
     def addrop_now(self) -> bool:
