@@ -73,3 +73,43 @@ def translation_batch(task, bsz=3, src_len=7, tgt_len=6, seed=0):
         "ntokens": int(tgt.ne(tgt_dict.pad()).sum()),
         "nsentences": bsz,
     }
+
+
+def sentence_prediction_dir(tmp: Path, n_symbols: int = 40, n_labels: int = 2) -> Path:
+    (tmp / "input0").mkdir(parents=True, exist_ok=True)
+    (tmp / "label").mkdir(parents=True, exist_ok=True)
+    write_dict(tmp / "input0" / "dict.txt", n_symbols)
+    (tmp / "label" / "dict.txt").write_text("".join(f"{i} 1\n" for i in range(n_labels)))
+    return tmp
+
+
+TINY_ROBERTA = [
+    "--encoder-layers", "2", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
+    "--encoder-attention-heads", "2", "--max-positions", "32",
+    "--init-token", "0", "--separator-token", "2",
+]
+
+
+def sentence_batch(task, bsz=4, length=9, n_classes=2, seed=0, regression=False):
+    """Right-padded <s> ... </s> sentences of different lengths, like sentence_prediction's."""
+    import torch
+
+    rng = random.Random(seed)
+    d = task.source_dictionary
+    src = torch.full((bsz, length), d.pad(), dtype=torch.long)
+    lengths = []
+    for b in range(bsz):
+        n = length - b % 3
+        src[b, :n] = torch.tensor([d.bos()] + [rng.randrange(d.nspecial, len(d)) for _ in range(n - 2)] + [d.eos()])
+        lengths.append(n)
+    if regression:
+        target = torch.tensor([rng.random() for _ in range(bsz)])
+    else:
+        target = torch.tensor([rng.randrange(n_classes) for _ in range(bsz)])
+    return {
+        "id": torch.arange(bsz),
+        "net_input": {"src_tokens": src, "src_lengths": torch.tensor(lengths)},
+        "target": target,
+        "ntokens": sum(lengths),
+        "nsentences": bsz,
+    }
