@@ -68,6 +68,10 @@ class ADDropCriterionConfig(FairseqDataclass):
     report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
     ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
     sentence_avg: bool = II("optimization.sentence_avg")
+    regression_target: bool = field(
+        default=False,
+        metadata={"help": "sentence_prediction with a real-valued target (e.g. STS-B)"},
+    )
     classification_head_name: str = field(
         default="sentence_classification_head",
         metadata={"help": "classification head (sentence_prediction)"},
