@@ -1,0 +1,196 @@
+"""addrop_ce inside fairseq: plain steps are the stock criterion, AD-DROP steps drop, bad input fails early."""
+import copy
+
+import pytest
+import torch
+from fairseq.logging import metrics
+
+from addrop_fairseq import schedule
+from fairseq_builders import (
+    TINY_ROBERTA,
+    TINY_TRANSFORMER,
+    build,
+    sentence_batch,
+    sentence_prediction_dir,
+    translation_batch,
+    translation_dir,
+)
+
+
+@pytest.fixture(scope="module")
+def tdir(tmp_path_factory):
+    return translation_dir(tmp_path_factory.mktemp("dict"))
+
+
+@pytest.fixture(scope="module")
+def spdir(tmp_path_factory):
+    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
+
+
+def step(model, crit, sample, seed=0):
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss, size, log = crit(model, sample)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], log
+
+
+def test_plain_epoch_is_exactly_the_stock_criterion(tdir):
+    torch.manual_seed(0)
+    _, task, model, stock = build(tdir, TINY_TRANSFORMER + ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"])
+    _, task2, _, ours = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--label-smoothing", "0.1"])
+    twin = copy.deepcopy(model)
+    model.train(), twin.train()
+    task2.begin_epoch(1, twin)  # cross-tuning: epoch 1 is plain
+    sample = translation_batch(task)
+    l1, g1, log1 = step(model, stock, sample)
+    l2, g2, log2 = step(twin, ours, sample)
+    assert torch.equal(l1, l2)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    assert log2["addrop_active"] == 0 and log2["loss"] == log1["loss"]
+    # epoch 2 is an AD-DROP epoch: different loss, positions dropped
+    task2.begin_epoch(2, twin)
+    l3, _, log3 = step(twin, ours, sample)
+    assert log3["addrop_active"] == 1 and not torch.equal(l3, l2)
+    frac = log3["addrop_dropped"].item() / log3["addrop_valid"].item()
+    assert 0.03 < frac < 0.2  # about p * q = 0.09
+    # validation is always plain, with the stock logging keys only
+    twin.eval()
+    with torch.no_grad():
+        l4, _, log4 = ours(twin, sample)
+        l5, _, _ = stock(twin, sample)
+    assert torch.equal(l4, l5) and "addrop_active" not in log4
+
+
+def test_schedule_follows_fairseq_epochs_and_updates(tdir):
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])
+    seen = []
+    for epoch in (1, 2, 3, 4):
+        task.begin_epoch(epoch, model)
+        seen.append(crit.addrop_now())
+    assert seen == [False, True, False, True]
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-cross-period", "3"])
+    task.begin_epoch(1, model)
+    seen = []
+    for update in range(8):
+        task.train_step(translation_batch(task), model, crit, _NoOptimizer(), update)
+        seen.append(crit.num_updates)
+    assert seen == list(range(8))
+    assert [schedule.addrop_active("cross", 1, u, 3) for u in range(8)] == [False] * 3 + [True] * 3 + [False] * 2
+    assert [schedule.addrop_active("cross", e, 0) for e in (1, 2, 3)] == [False, True, False]
+    assert schedule.addrop_active("always", 1, 0) and not schedule.addrop_active("never", 2, 0)
+
+
+class _NoOptimizer:
+    def backward(self, loss):
+        loss.backward()
+
+
+def test_extreme_rates_never_give_nan(tdir):
+    _, task, model, crit = build(
+        tdir,
+        TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-schedule", "always", "--addrop-p", "1", "--addrop-q", "1",
+                            "--addrop-attention", "encoder-self,decoder-self,encoder-decoder"],
+    )
+    model.train()
+    loss, grads, log = step(model, crit, translation_batch(task))
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
+    # every row keeps exactly one key
+    assert log["addrop_valid"] - log["addrop_dropped"] > 0
+
+
+def test_metrics_are_logged(tdir):
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-schedule", "always"])
+    model.train()
+    logs = [step(model, crit, translation_batch(task, seed=s))[2] for s in range(2)]
+    with metrics.aggregate() as agg:
+        type(crit).reduce_metrics(logs)
+    values = agg.get_smoothed_values()
+    assert values["addrop_active"] == 1.0
+    dropped = sum(l["addrop_dropped"].item() for l in logs)
+    valid = sum(l["addrop_valid"].item() for l in logs)
+    assert values["addrop_drop_frac"] == pytest.approx(dropped / valid, abs=1e-4)
+    assert {"loss", "nll_loss", "ppl"} <= set(values)
+
+
+def test_sentence_prediction_classification_and_regression(spdir):
+    for extra, regression in (([], False), (["--regression-target"], True)):
+        torch.manual_seed(0)
+        n = ["--num-classes", "1" if regression else "2"]
+        _, task, model, stock = build(spdir, TINY_ROBERTA + n + extra + ["--criterion", "sentence_prediction"], task="sentence_prediction", arch="roberta")
+        _, task2, _, ours = build(spdir, TINY_ROBERTA + n + extra + ["--criterion", "addrop_ce", "--addrop-layers", "0"], task="sentence_prediction", arch="roberta")
+        assert ours.kind == ("regression" if regression else "classification")
+        twin = copy.deepcopy(model)
+        model.train(), twin.train()
+        sample = sentence_batch(task, regression=regression)
+        task2.begin_epoch(1, twin)
+        assert [s.name for s in ours.sites] == ["encoder.sentence_encoder.layers.0.self_attn"]
+        l1, g1, _ = step(model, stock, sample)
+        l2, g2, _ = step(twin, ours, sample)
+        assert torch.equal(l1, l2) and all(torch.equal(a, b) for a, b in zip(g1, g2))
+        task2.begin_epoch(2, twin)
+        l3, g3, log = step(twin, ours, sample)
+        assert log["addrop_active"] == 1 and torch.isfinite(l3)
+        with metrics.aggregate() as agg:
+            type(ours).reduce_metrics([log])
+        assert ("accuracy" in agg.get_smoothed_values()) != regression
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--addrop-p", "1.5"], r"--addrop-p must be in \[0, 1\]"),
+        (["--addrop-q", "-0.1"], r"--addrop-q must be in \[0, 1\]"),
+        (["--addrop-ig-steps", "0"], "--addrop-ig-steps must be >= 1"),
+        (["--addrop-attribution", "saliency"], "unknown attribution method 'saliency'"),
+        (["--addrop-attention", "decoder"], "unknown kind"),
+        (["--addrop-layers", "one"], "'all' or comma-separated integers"),
+        (["--addrop-cross-period", "-2"], "--addrop-cross-period must be >= 0"),
+    ],
+)
+def test_bad_options_fail_when_the_criterion_is_built(tdir, flags, message):
+    with pytest.raises(ValueError, match=message):
+        build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", *flags])
+
+
+def test_bad_sites_fail_at_the_first_epoch_before_any_step(tdir, spdir):
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-layers", "0,5"])
+    with pytest.raises(ValueError, match=r"layer\(s\) \[5\] out of range for encoder-self attention with 2 layers"):
+        task.begin_epoch(1, model)
+    _, task, model, crit = build(spdir, TINY_ROBERTA + ["--num-classes", "2", "--criterion", "addrop_ce", "--addrop-attention", "decoder-self"], task="sentence_prediction", arch="roberta")
+    with pytest.raises(ValueError, match="RobertaModel has no decoder-self attention"):
+        task.begin_epoch(1, model)
+    _, task, model, crit = build(tdir, ["--criterion", "addrop_ce", "--encoder-layers", "1", "--decoder-layers", "1"], arch="lstm")
+    with pytest.raises(ValueError, match="LSTMModel has no fairseq MultiheadAttention"):
+        task.begin_epoch(1, model)
+
+
+def test_gold_labels_with_regression_and_unknown_tasks_are_refused(spdir, tmp_path):
+    with pytest.raises(ValueError, match="--addrop-labels gold needs class labels"):
+        build(spdir, TINY_ROBERTA + ["--num-classes", "1", "--regression-target", "--criterion", "addrop_ce", "--addrop-labels", "gold"],
+              task="sentence_prediction", arch="roberta")
+    (tmp_path / "dict.txt").write_text("a 1\nb 1\n")
+    with pytest.raises(ValueError, match="cannot handle task LanguageModelingTask"):
+        build(tmp_path, ["--criterion", "addrop_ce"], task="language_modeling", arch="transformer_lm")
+
+
+def test_pass_one_bypasses_wrappers(tdir):
+    """Under DDP the criterion sees a wrapper; attribution must run on the bare model."""
+    from fairseq.distributed import ModuleProxyWrapper
+
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-schedule", "always"])
+    calls = []
+
+    class Wrapper(torch.nn.Module):  # stands in for DistributedDataParallel
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            return self.module(*args, **kwargs)
+
+    wrapped = ModuleProxyWrapper(Wrapper(model))
+    wrapped.train()
+    loss, _, log = crit(wrapped, translation_batch(task))
+    assert log["addrop_active"] == 1 and len(calls) == 1  # only pass 2 went through the wrapper
