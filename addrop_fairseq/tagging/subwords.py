@@ -1,0 +1,146 @@
+"""Words -> subword pieces, with the word's label on its first piece.
+
+Three splitters, chosen at preprocessing time and recorded in the data directory so that
+training, validation and ``python -m addrop_fairseq.tag`` encode words identically:
+
+* ``none``: one piece per word (the word itself; unseen words become ``<unk>``);
+* ``sentencepiece``: a model trained on the training words (identity normalization and
+  byte fallback, so pieces always decode back to the exact word);
+* ``gpt2``: fairseq's GPT-2 byte-level BPE (``encoder.json`` + ``vocab.bpe``), each word
+  encoded with a leading space, pieces written as BPE ids: the input format of fairseq's
+  pretrained RoBERTa checkpoints (use their ``dict.txt`` as ``--srcdict``).
+"""
+import json
+import os
+import shutil
+from typing import Dict, Iterable, List, Sequence
+
+import torch
+
+SUBWORD_KINDS = ("none", "sentencepiece", "gpt2")
+
+
+class WordSplitter:
+    kind = "none"
+
+    def pieces(self, word: str) -> List[str]:
+        return [word]
+
+    def join(self, pieces: Sequence[str]) -> str:
+        return "".join(pieces)
+
+    def meta(self) -> Dict:
+        return {"kind": self.kind}
+
+
+class SentencePieceSplitter(WordSplitter):
+    kind = "sentencepiece"
+
+    def __init__(self, model_path: str):
+        import sentencepiece as spm
+
+        self.model_path = model_path
+        self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
+
+    def pieces(self, word):
+        return self.sp.encode(word, out_type=str) or [word]
+
+    def join(self, pieces):
+        return self.sp.decode_pieces(list(pieces))
+
+    def vocabulary(self) -> List[str]:
+        return [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size()) if not self.sp.is_control(i)]
+
+    def meta(self):
+        return {"kind": self.kind, "model": os.path.basename(self.model_path)}
+
+
+class GPT2Splitter(WordSplitter):
+    kind = "gpt2"
+
+    def __init__(self, encoder_json: str, vocab_bpe: str):
+        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+        self.files = (encoder_json, vocab_bpe)
+        self.bpe = get_encoder(encoder_json, vocab_bpe)
+
+    def pieces(self, word):
+        return [str(i) for i in self.bpe.encode(" " + word)]
+
+    def join(self, pieces):
+        text = self.bpe.decode([int(p) for p in pieces])
+        return text[1:] if text.startswith(" ") else text
+
+    def meta(self):
+        return {"kind": self.kind, "encoder_json": "gpt2/encoder.json", "vocab_bpe": "gpt2/vocab.bpe"}
+
+
+def train_sentencepiece(sentences: Iterable[Sequence[str]], prefix: str, vocab_size: int) -> str:
+    """Train a unigram model on the words (never on tags); returns the .model path."""
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(" ".join(words) for words in sentences),
+        model_prefix=prefix,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # small corpora: fewer pieces rather than an error
+        character_coverage=1.0,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        num_threads=2,
+        minloglevel=2,
+    )
+    return prefix + ".model"
+
+
+def save_splitter(splitter: WordSplitter, destdir: str) -> Dict:
+    """Copy the splitter's model files into ``destdir``; returns its metadata."""
+    if isinstance(splitter, SentencePieceSplitter):
+        target = os.path.join(destdir, os.path.basename(splitter.model_path))
+        if os.path.abspath(target) != os.path.abspath(splitter.model_path):
+            shutil.copyfile(splitter.model_path, target)
+    elif isinstance(splitter, GPT2Splitter):
+        os.makedirs(os.path.join(destdir, "gpt2"), exist_ok=True)
+        for src, name in zip(splitter.files, ("encoder.json", "vocab.bpe")):
+            shutil.copyfile(src, os.path.join(destdir, "gpt2", name))
+    return splitter.meta()
+
+
+def load_splitter(datadir: str, meta: Dict) -> WordSplitter:
+    kind = meta.get("kind", "none")
+    if kind == "none":
+        return WordSplitter()
+    if kind == "sentencepiece":
+        return SentencePieceSplitter(os.path.join(datadir, meta["model"]))
+    if kind == "gpt2":
+        return GPT2Splitter(os.path.join(datadir, meta["encoder_json"]), os.path.join(datadir, meta["vocab_bpe"]))
+    raise ValueError(f"{datadir}: unknown subword kind {kind!r} (expected one of {SUBWORD_KINDS})")
+
+
+def piece_ids(dictionary, pieces: Sequence[str]) -> List[int]:
+    """Dictionary indices; a piece spelled like a special symbol (``<pad>``...) becomes <unk>."""
+    ids = []
+    for piece in pieces:
+        i = dictionary.index(piece)
+        ids.append(dictionary.unk() if i < dictionary.nspecial else i)
+    return ids
+
+
+def encode_sentence(splitter: WordSplitter, dictionary, words: Sequence[str]):
+    """(piece ids, first-piece flags) for one sentence, without special tokens."""
+    ids, first = [], []
+    for word in words:
+        pieces = splitter.pieces(word)
+        ids.extend(piece_ids(dictionary, pieces))
+        first.extend([True] + [False] * (len(pieces) - 1))
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(first, dtype=torch.bool)
+
+
+def read_meta(datadir: str) -> Dict:
+    path = os.path.join(datadir, "tagging.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: make the data directory with python -m addrop_fairseq.tagging.preprocess"
+        )
+    with open(path) as f:
+        return json.load(f)
