@@ -186,21 +186,28 @@ class VocabMap:
                 out_index[idx] = None
                 continue
             claimed.add(hf_id)
-        max_id = max(i for i in to_hf)
-        if n_logits is not None and max_id >= n_logits:
-            raise DictionaryMismatch(
-                f"{what}: the tokenizer's id {max_id} is beyond the model's vocabulary of {n_logits}: "
-                f"tokenizer and model in {model_dir or 'the model directory'} do not match"
-            )
+        self.model_dir = model_dir
         self.extra = [i for i, h in enumerate(out_index) if h is None]
         self.to_hf = torch.tensor(to_hf, dtype=torch.long)
         self.out_index = torch.tensor([0 if h is None else h for h in out_index], dtype=torch.long)
-        self.identity = (
-            not self.extra and n_logits == len(got)
-            and bool(torch.equal(self.to_hf, torch.arange(len(got))))
-        )
         self.roles = roles
         self.size = len(got)
+        self.identity = False
+        if n_logits is not None:
+            self.check_model_size(n_logits)
+
+    def check_model_size(self, n_logits: int) -> None:
+        """The model's vocabulary must hold every id; an identity mapping skips the reordering."""
+        max_id = int(self.to_hf.max())
+        if max_id >= n_logits:
+            raise DictionaryMismatch(
+                f"{self.what}: the tokenizer's id {max_id} is beyond the model's vocabulary of {n_logits}: "
+                f"tokenizer and model in {self.model_dir or 'the model directory'} do not match"
+            )
+        self.identity = (
+            not self.extra and n_logits == self.size
+            and bool(torch.equal(self.to_hf, torch.arange(self.size)))
+        )
 
 
 def to_hf_ids(tokens: Tensor, to_hf: Tensor) -> Tensor:
