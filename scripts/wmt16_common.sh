@@ -52,6 +52,8 @@ evaluation
   --beam N  --lenpen X  --checkpoint best|last
 other
   --workers N           fairseq-preprocess workers (default: CPU count)
+  --threads N           torch CPU threads (OMP_NUM_THREADS) for fairseq (default: 1 with
+                        --smoke, where more threads only add overhead; else torch's default)
   --verbose             stream fairseq's output (default: only to OUT/logs/*.log)
 EOF
 }
@@ -109,7 +111,7 @@ wmt16_main() {
     done
     local out="" local_dir="" runs="baseline,addrop" schedule=cross baseline_crit=addrop
     local addrop_args=$WMT_ADDROP_ARGS_DEFAULT seed=1 beam=5 lenpen=1.0 which_ckpt=best
-    local eval_bleu=1 workers
+    local eval_bleu=1 workers threads=""
     workers=$(nproc 2>/dev/null || echo 1)
     WMT_VERBOSE=0
     local arch train_lines vocab max_epoch max_update=0 max_tokens lr warmup dropout model_args
@@ -155,6 +157,7 @@ wmt16_main() {
             --lenpen) lenpen=$2; shift ;;
             --checkpoint) which_ckpt=$2; shift ;;
             --workers) workers=$2; shift ;;
+            --threads) threads=$2; shift ;;
             --verbose) WMT_VERBOSE=1 ;;
             --) shift; extra=("$@"); break ;;
             *) wmt16_usage >&2; wmt_die "unknown option: $1" ;;
@@ -167,6 +170,10 @@ wmt16_main() {
     for run in ${runs//,/ }; do
         case $run in baseline | addrop) ;; *) wmt_die "--runs: baseline and/or addrop, not '$run'" ;; esac
     done
+    [ -z "$threads" ] && [ "$smoke" = 1 ] && threads=1
+    if [ -n "$threads" ]; then
+        export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+    fi
     [ -n "$out" ] || out="runs/wmt16_${WMT_SRC}_${WMT_TGT}$([ "$smoke" = 1 ] && echo _smoke)"
     mkdir -p "$out"
     out=$(cd "$out" && pwd)
