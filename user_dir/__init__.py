@@ -1,0 +1,20 @@
+"""An example --user-dir that extends addrop_fairseq with its own attribution method.
+
+    fairseq-train DATA --user-dir user_dir --criterion addrop_ce \
+        --addrop-attribution grad_x_attn ...
+
+Importing ``addrop_fairseq`` registers the plugin (criterion, tasks, models); this module
+only adds a method to the plugin's own registry.
+"""
+import torch
+
+import addrop_fairseq  # noqa: F401  (registers addrop_ce and friends with fairseq)
+from addrop_fairseq.attribution import gradients, register_attribution
+
+
+@register_attribution("grad_x_attn")
+def gradient_times_attention(forward, **_):
+    """Gradient x input: A * dF/dA, i.e. integrated gradients with a single step."""
+    with torch.enable_grad():
+        target, maps = forward(None)
+        return [m.detach() * g for m, g in zip(maps, gradients(target, maps))]
