@@ -150,7 +150,10 @@ class ADDropCriterion(FairseqCriterion):
         counts = {"dropped": 0, "valid": 0}
 
         def make_drop(i, valid):
-            attr = attributions[i] if attributions is not None else torch.rand(valid.shape, device=valid.device)
+            if attributions is None:  # RD: a random candidate region
+                attr = torch.rand(valid.shape, device=valid.device)
+            else:  # each map's attribution is used once: let it go as soon as it is
+                attr, attributions[i] = attributions[i], None
             drop = masks.addrop_drop_mask(attr, valid, self.p, self.q, self.cfg.addrop_drop)
             counts["dropped"] += drop.sum()
             counts["valid"] += valid.sum()
