@@ -182,7 +182,16 @@ class ADDropCriterion(FairseqCriterion):
                 labels = gold if use_gold else attribution.pseudo_labels(scores)
             return self.outputs.target(scores, labels, real, gold), rec.result()
 
-        return self.method(forward, steps=self.cfg.addrop_ig_steps, generator=None)
+        result = self.method(forward, steps=self.cfg.addrop_ig_steps, generator=None)
+        if result is None:
+            return None
+        result = list(result)
+        if len(result) != len(sites):
+            raise RuntimeError(
+                f"attribution method {self.cfg.addrop_attribution!r} returned {len(result)} "
+                f"tensors for {len(sites)} attention maps"
+            )
+        return result
 
     # ------------------------------------------------------------------ metrics
 
