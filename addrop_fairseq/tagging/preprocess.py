@@ -79,9 +79,8 @@ def build_token_dict(args, splitter, train_words):
         return Dictionary.load(args.srcdict)
     d = Dictionary()
     counts = Counter(p for words in train_words for w in words for p in splitter.pieces(w))
-    if isinstance(splitter, SentencePieceSplitter):
-        for piece in splitter.vocabulary():  # every piece the model can emit gets an index
-            counts.setdefault(piece, 0)
+    for piece in splitter.vocabulary():  # every piece the splitter can emit gets an index
+        counts.setdefault(piece, 0)
     for piece, n in sorted(counts.items()):
         if d.index(piece) == d.unk() and piece != d.unk_word:
             d.add_symbol(piece, n)

@@ -11,6 +11,7 @@ training, validation and ``python -m addrop_fairseq.tag`` encode words identical
   pretrained RoBERTa checkpoints (use their ``dict.txt`` as ``--srcdict``).
 """
 import json
+import logging
 import os
 import shutil
 from typing import Dict, Iterable, List, Sequence
@@ -18,6 +19,7 @@ from typing import Dict, Iterable, List, Sequence
 import torch
 
 SUBWORD_KINDS = ("none", "sentencepiece", "gpt2")
+logger = logging.getLogger(__name__)
 
 
 class WordSplitter:
@@ -28,6 +30,10 @@ class WordSplitter:
 
     def join(self, pieces: Sequence[str]) -> str:
         return "".join(pieces)
+
+    def vocabulary(self) -> List[str]:
+        """Every piece the splitter can emit (all get an index), or [] for open vocabularies."""
+        return []
 
     def meta(self) -> Dict:
         return {"kind": self.kind}
@@ -68,8 +74,13 @@ class GPT2Splitter(WordSplitter):
         return [str(i) for i in self.bpe.encode(" " + word)]
 
     def join(self, pieces):
+        if not all(p.isdigit() for p in pieces):  # e.g. <unk> from a dictionary without the piece
+            return "".join(pieces)
         text = self.bpe.decode([int(p) for p in pieces])
         return text[1:] if text.startswith(" ") else text
+
+    def vocabulary(self):
+        return [str(i) for i in sorted(self.bpe.encoder.values())]
 
     def meta(self):
         return {"kind": self.kind, "encoder_json": "gpt2/encoder.json", "vocab_bpe": "gpt2/vocab.bpe"}
@@ -79,8 +90,14 @@ def train_sentencepiece(sentences: Iterable[Sequence[str]], prefix: str, vocab_s
     """Train a unigram model on the words (never on tags); returns the .model path."""
     import sentencepiece as spm
 
+    sentences = [" ".join(words) for words in sentences]
+    # every character and the 256 byte pieces (+ <unk>, <s>, </s>) must fit in the vocabulary
+    needed = len(set("".join(sentences)) | {"\u2581"}) + 259
+    if vocab_size < needed:
+        logger.warning("sentencepiece vocabulary %d is too small for this text: using %d", vocab_size, needed)
+        vocab_size = needed
     spm.SentencePieceTrainer.train(
-        sentence_iterator=(" ".join(words) for words in sentences),
+        sentence_iterator=iter(sentences),
         model_prefix=prefix,
         vocab_size=vocab_size,
         hard_vocab_limit=False,  # small corpora: fewer pieces rather than an error

@@ -180,11 +180,22 @@ class SequenceTaggingTask(FairseqTask):
         return decode.word_tags(decode.predict_ids(logits, self.tag_dict.nspecial), labelled, self.tag_dict)
 
     def valid_step(self, sample, model, criterion):
-        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        # the criterion's own forward pass gives the predictions too (one pass, not two)
+        outputs = []
+        hook = model.register_forward_hook(lambda module, args, output: outputs.append(output))
+        try:
+            loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        finally:
+            hook.remove()
         target = sample["target"]
         labelled = target.ne(self.tag_dict.pad())
-        with torch.no_grad():
-            pred = self.predict(model, sample["net_input"], labelled)
+        logits = outputs[-1][0] if outputs and isinstance(outputs[-1], (tuple, list)) else None
+        if torch.is_tensor(logits) and logits.dim() == 3 and logits.shape[:2] == target.shape:
+            ids = decode.predict_ids(logits, self.tag_dict.nspecial)
+            pred = decode.word_tags(ids, labelled, self.tag_dict)
+        else:  # a criterion that does not call the model as model(**net_input)
+            with torch.no_grad():
+                pred = self.predict(model, sample["net_input"], labelled)
         gold = decode.word_tags(target, labelled, self.tag_dict)
         logging_output.update(tag_metrics.entity_counts(gold, pred))
         return loss, sample_size, logging_output
