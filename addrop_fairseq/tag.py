@@ -5,7 +5,8 @@
 
 Writes the input back line for line with the predicted tag as an added last column
 (``-DOCSTART-`` lines get ``O``), in the input's tag scheme (IOB1 or IOB2; IOB2 for a file
-without gold tags unless ``--tag-scheme`` says otherwise). Every token is tagged as given,
+without gold tags unless ``--tag-scheme`` says otherwise), always a valid sequence of that
+scheme (a predicted entity opening with ``I-X`` is written as seqeval reads it). Every token is tagged as given,
 unknown words included. When the last column holds gold tags, prints seqeval's report
 (per entity type and micro average). Malformed input stops with an error naming the line.
 """
@@ -86,7 +87,7 @@ def report(gold, pred, stream) -> dict:
 
     counts = entity_counts(gold, pred)
     p, r, f = prf(counts["ner_tp"], counts["ner_pred"], counts["ner_gold"])
-    print(classification_report(gold, pred, digits=4), file=stream)
+    print(classification_report(gold, pred, digits=4, zero_division=0), file=stream)
     acc = counts["ner_correct"] / max(counts["ner_words"], 1)
     print(f"entity-level (seqeval) precision {100 * p:.2f} recall {100 * r:.2f} f1 {100 * f:.2f} | "
           f"word accuracy {100 * acc:.2f} | {len(gold)} sentences", file=stream)
@@ -123,7 +124,8 @@ def main(argv=None):
         gold = gold_iob2(conll, scheme, task.target_dictionary) if conll.gold else None
         device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
         model.to(device).eval()
-        pred = predict(task, model, conll, args.batch_size, device)
+        # valid IOB2 (an entity opening with I-X becomes B-X): seqeval reads the same entities
+        pred = [schemes.iob1_to_iob2(p) for p in predict(task, model, conll, args.batch_size, device)]
     except (ConllError, InputError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     lines = with_column(conll, [schemes.from_iob2(p, scheme) for p in pred])
