@@ -37,6 +37,38 @@ def threshold_index(n: Tensor, p: float) -> Tensor:
     return torch.floor(prod + 1e-9).to(torch.long).clamp_(min=0)
 
 
+def _compact(mask: Tensor) -> Tensor:
+    """``mask`` without its broadcast (stride-0) dimensions, so a reduction reads each
+    element once; the result broadcasts back to ``mask``'s shape."""
+    index = tuple(
+        slice(0, 1) if stride == 0 and size > 1 else slice(None)
+        for size, stride in zip(mask.shape, mask.stride())
+    )
+    return mask[index]
+
+
+def _candidates(attribution: Tensor, valid: Tensor, p: float, strategy: str):
+    """Eq. 6 and what the drop step reuses: (candidates, scores with invalid keys at the
+    dtype's max, n valid keys per row)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if attribution.shape != valid.shape:
+        valid = valid.expand_as(attribution)
+    scores = attribution.detach().float()
+    if strategy == "low":
+        scores = -scores
+    n = _compact(valid).sum(dim=-1, keepdim=True)  # [..., T, 1] (broadcast dims kept at 1)
+    k = threshold_index(n, p)
+    # invalid keys sort last so that position k of the sorted row is among the valid ones
+    filled = torch.where(valid, scores, torch.finfo(scores.dtype).max)
+    sorted_scores = filled.sort(dim=-1).values
+    index = k.clamp(max=scores.size(-1) - 1).expand(scores.shape[:-1] + (1,))
+    thresh = sorted_scores.gather(-1, index)
+    # no candidate where k == n: a NaN threshold compares False with every score
+    thresh = thresh.masked_fill(k >= n, float("nan"))
+    return valid & (scores >= thresh), filled, n
+
+
 def candidate_region(
     attribution: Tensor, valid: Tensor, p: float, strategy: str = "high"
 ) -> Tensor:
@@ -46,21 +78,7 @@ def candidate_region(
     is <= the k-th largest, i.e. about n*p lowest-attribution keys. Ties at the threshold are
     all candidates, as in the original code.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if attribution.shape != valid.shape:
-        valid = valid.expand_as(attribution)
-    scores = attribution.detach().float()
-    if strategy == "low":
-        scores = -scores
-    n = valid.sum(dim=-1, keepdim=True)  # [..., T, 1]
-    k = threshold_index(n, p)
-    # invalid keys sort last so that position k of the sorted row is among the valid ones
-    fill = torch.finfo(scores.dtype).max
-    sorted_scores, _ = scores.masked_fill(~valid, fill).sort(dim=-1)
-    has_candidates = k < n
-    thresh = sorted_scores.gather(-1, k.clamp(max=scores.size(-1) - 1))
-    return valid & has_candidates & (scores >= thresh)
+    return _candidates(attribution, valid, p, strategy)[0]
 
 
 def keep_one_per_row(drop: Tensor, valid: Tensor, attribution: Tensor, strategy: str) -> Tensor:
@@ -81,6 +99,19 @@ def keep_one_per_row(drop: Tensor, valid: Tensor, attribution: Tensor, strategy:
     return drop & ~(restore & emptied)
 
 
+def _keep_one_in_place(drop: Tensor, filled: Tensor, n: Tensor) -> Tensor:
+    """:func:`keep_one_per_row` for a ``drop`` that is a subset of the valid keys.
+
+    Then a row is emptied iff it drops all of its n > 0 valid keys, and in such a row the
+    valid keys are exactly the dropped ones, so ``filled`` (scores, invalid keys at the max)
+    equals keep_one_per_row's ``rank`` row and its argmin is the same key. No NaN can be in
+    an emptied row (a NaN score is never a candidate). Writes into ``drop``; no host sync.
+    """
+    emptied = (drop.sum(dim=-1, keepdim=True) == n) & (n > 0)
+    restore = filled.argmin(dim=-1, keepdim=True)
+    return drop.scatter_(-1, restore, drop.gather(-1, restore) & ~emptied)
+
+
 def addrop_drop_mask(
     attribution: Tensor,
     valid: Tensor,
@@ -95,7 +126,7 @@ def addrop_drop_mask(
     """
     check_rate("q", q)
     valid = valid.expand_as(attribution).bool()
-    candidates = candidate_region(attribution, valid, p, strategy)
+    candidates, filled, n = _candidates(attribution, valid, p, strategy)
     if q <= 0.0:
         return torch.zeros_like(candidates)
     if q >= 1.0:
@@ -105,7 +136,7 @@ def addrop_drop_mask(
             candidates.shape, generator=generator, device=candidates.device, dtype=torch.float32
         )
         drop = candidates & (u < q)
-    return keep_one_per_row(drop, valid, attribution, strategy)
+    return _keep_one_in_place(drop, filled, n)
 
 
 def drop_fill_value(dtype: torch.dtype) -> float:
