@@ -145,11 +145,12 @@ def write_parallel(raw: Path, split: str, src: str, tgt: str, src_lines, tgt_lin
 
 
 def read_glue_tsv(path: Path, n: int, start: int = 0):
-    """(sentence1, sentence2, label) rows of an RTE-style TSV with a header."""
+    """(sentence1, sentence2, label) rows of a GLUE pair TSV with a header (RTE's label, STS-B's score)."""
     with open(path, encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     header, rows = rows[0], rows[1:]
-    i1, i2, il = header.index("sentence1"), header.index("sentence2"), header.index("label")
+    i1, i2 = header.index("sentence1"), header.index("sentence2")
+    il = header.index("label") if "label" in header else header.index("score")
     return [(r[i1], r[i2], r[il]) for r in rows[start:start + n]]
 
 
@@ -178,3 +179,85 @@ def conll_slice(src: Path, dst: Path, n_sentences: int, start: int = 0, max_word
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text("".join("\n".join(s) + "\n\n" for s in chosen), encoding="utf-8")
     return dst
+
+
+# ------------------------------------------------------------------------------ CLI runs
+
+
+def start_cli(module: str, args, log: Path, threads: int = 1):
+    """Start ``python -m module args`` in the background, output to ``log``; returns the Popen."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, cli_env
+
+    env = cli_env(OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                  TOKENIZERS_PARALLELISM="false")
+    f = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                            stdout=f, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs, timeout: int = 600):
+    """{name: (returncode, log text)} once every process has ended."""
+    out = {}
+    for name, (proc, log) in procs.items():
+        rc = proc.wait(timeout=timeout)
+        out[name] = (rc, Path(log).read_text(errors="replace"))
+    return out
+
+
+def epoch_stats(log: str, kind: str = "train", epoch: int = 1) -> dict:
+    """The ``| key value |`` pairs of fairseq's end-of-epoch ``train`` / ``valid`` line."""
+    import re
+
+    marker = f"| {kind} | epoch {epoch:03d} |"
+    lines = [line for line in log.splitlines() if marker in line]
+    if not lines:
+        raise AssertionError(f"no '{marker}' line in the log:\n{log[-4000:]}")
+    stats = {}
+    for part in lines[-1].split(marker, 1)[1].split("|"):
+        m = re.match(r"\s*(\S+) (\S+)\s*$", part)
+        if m:
+            stats[m.group(1)] = m.group(2)
+    return stats
+
+
+def run_plan(plan, path: Path, timeout: int = 900) -> dict:
+    """Run ``plan`` (steps: name, module, argv, log) with tests/hf_cli_driver.py in one process.
+
+    Returns ``{name: (exit status, log text)}``.
+    """
+    import subprocess
+    import sys
+
+    from conftest import REPO, cli_env
+
+    steps = [{"name": s["name"], "module": s["module"], "argv": [str(a) for a in s["argv"]], "log": str(s["log"])}
+             for s in plan]
+    path.write_text(json.dumps(steps))
+    env = cli_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "hf_cli_driver.py"), str(path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    result_file = Path(str(path) + ".result")
+    codes = json.loads(result_file.read_text()) if result_file.exists() else {}
+    out = {}
+    for s in steps:
+        log = Path(s["log"]).read_text(errors="replace") if Path(s["log"]).exists() else ""
+        if s["name"] not in codes:
+            log += f"\n[driver exited {proc.returncode}]\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        out[s["name"]] = (codes.get(s["name"], -1), log)
+    return out
+
+
+def build(argv):
+    """(task, model, cfg) as fairseq-train builds them, from command-line arguments."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    import addrop_fairseq  # noqa: F401
+
+    args = options.parse_args_and_arch(options.get_training_parser(), [str(a) for a in argv])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    return task, task.build_model(cfg.model), cfg

@@ -4,21 +4,9 @@ import pytest
 import torch
 
 import hf_builders as hb
+from hf_builders import build
 from addrop_fairseq import hf_preprocess
 from addrop_fairseq.hf import vocab as hv
-
-
-def build(argv):
-    """(task, model) as fairseq-train builds them, from command-line arguments."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    import addrop_fairseq  # noqa: F401
-
-    args = options.parse_args_and_arch(options.get_training_parser(), [str(a) for a in argv])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    return task, task.build_model(cfg.model), cfg
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,9 @@ class HFModelConfig(FairseqDataclass):
         metadata={"help": "JSON object of HF config attributes to override at load, e.g. "
                           "'{\"attention_probs_dropout_prob\": 0.1}'"},
     )
+    # sentence_prediction's build_model writes cfg.max_positions into the model config; the
+    # limit itself comes from the HF config (max_positions())
+    max_positions: Optional[int] = field(default=None, metadata={"help": "(set by the task; unused)"})
 
 
 @dataclass

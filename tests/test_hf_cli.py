@@ -1,0 +1,131 @@
+"""Tiny random Marian, BERT, ELECTRA and RoBERTa through the fairseq CLI with AD-DROP.
+
+One training epoch each (started together, one thread each) with ``--criterion addrop_ce
+--addrop-schedule always``: Marian on WMT16 en-ro (translation, encoder-self + decoder-self
++ cross attention), BERT on RTE (sentence_prediction), ELECTRA on CoNLL-2003
+(sequence_tagging, integrated gradients), RoBERTa on STS-B (regression). hf_seq2seq is then
+decoded with ``fairseq-generate`` beam search and scored with sacrebleu.
+"""
+import math
+import re
+
+import pytest
+
+import hf_builders as hb
+from addrop_fairseq import hf_preprocess
+
+USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"
+COMMON = [
+    "--user-dir", USER_DIR,
+    "--criterion", "addrop_ce", "--addrop-schedule", "always", "--addrop-p", "0.3", "--addrop-q", "0.3",
+    "--optimizer", "adam", "--lr", "5e-4", "--max-epoch", "1", "--seed", "1",
+    "--log-format", "simple", "--log-interval", "1", "--no-progress-bar", "--num-workers", "0",
+    "--no-epoch-checkpoints", "--required-batch-size-multiple", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("hf_cli")
+    D = shared_data
+    en = hb._short(hb.read_lines(D / "wmt16_en_ro" / "newsdev2016.en", 100), 8)
+    ro = hb._short(hb.read_lines(D / "wmt16_en_ro" / "newsdev2016.ro", 100), 8)
+    dirs = {
+        "marian": hb.make_marian(root / "m" / "marian", en, ro, vocab_size=200),
+        "bert": hb.make_bert(root / "m" / "bert", en, vocab_size=400),
+        "electra": hb.make_bert(root / "m" / "electra", en, vocab_size=400, arch="electra"),
+        "roberta": hb.make_roberta(root / "m" / "roberta", en, vocab_size=400),
+    }
+    raw = root / "raw"
+    hb.write_parallel(raw / "enro", "train", "en", "ro", en[:64], ro[:64])
+    hb.write_parallel(raw / "enro", "valid", "en", "ro", en[64:80], ro[64:80])
+    hb.write_parallel(raw / "enro", "test", "en", "ro", en[80:100], ro[80:100])
+    hb.write_pairs(raw / "rte", "train", hb.read_glue_tsv(D / "glue" / "RTE" / "train.tsv", 32))
+    hb.write_pairs(raw / "rte", "valid", hb.read_glue_tsv(D / "glue" / "RTE" / "dev.tsv", 8))
+    hb.write_pairs(raw / "stsb", "train", hb.read_glue_tsv(D / "glue" / "STS-B" / "train.tsv", 32))
+    hb.write_pairs(raw / "stsb", "valid", hb.read_glue_tsv(D / "glue" / "STS-B" / "dev.tsv", 8))
+    hb.conll_slice(D / "conll2003" / "train.txt", raw / "conll" / "train.txt", 32)
+    hb.conll_slice(D / "conll2003" / "valid.txt", raw / "conll" / "valid.txt", 8)
+
+    # the preprocessing command itself once (Marian), in-process for the others
+    procs = {"prep": (hb.start_cli("addrop_fairseq.hf_preprocess", [
+        "--model-dir", dirs["marian"], "--task", "translation", "--src", "en", "--tgt", "ro",
+        "--trainpref", raw / "enro" / "train", "--validpref", raw / "enro" / "valid",
+        "--testpref", raw / "enro" / "test", "--destdir", root / "bin" / "enro"], root / "prep.log"), root / "prep.log")}
+    hf_preprocess.main(["--model-dir", str(dirs["bert"]), "--task", "sentence_prediction", "--max-length", "96",
+                        "--trainpref", str(raw / "rte" / "train"), "--validpref", str(raw / "rte" / "valid"),
+                        "--destdir", str(root / "bin" / "rte")])
+    hf_preprocess.main(["--model-dir", str(dirs["roberta"]), "--task", "sentence_prediction", "--regression",
+                        "--max-length", "96", "--trainpref", str(raw / "stsb" / "train"),
+                        "--validpref", str(raw / "stsb" / "valid"), "--destdir", str(root / "bin" / "stsb")])
+    hf_preprocess.main(["--model-dir", str(dirs["electra"]), "--task", "sequence_tagging",
+                        "--trainpref", str(raw / "conll" / "train.txt"), "--validpref", str(raw / "conll" / "valid.txt"),
+                        "--destdir", str(root / "bin" / "conll")])
+    prep = hb.wait_all(procs)["prep"]
+    assert prep[0] == 0, prep[1][-4000:]
+
+    train = {
+        "marian": [root / "bin" / "enro", "--task", "translation", "--source-lang", "en", "--target-lang", "ro",
+                   "--arch", "hf_seq2seq", "--hf-model-dir", dirs["marian"], "--max-tokens", "600",
+                   "--label-smoothing", "0.1", "--addrop-attention", "encoder-self,decoder-self,encoder-decoder"],
+        "bert": [root / "bin" / "rte", "--task", "sentence_prediction", "--num-classes", "2",
+                 "--arch", "hf_sequence_classifier", "--hf-model-dir", dirs["bert"], "--batch-size", "12",
+                 "--max-positions", "128"],
+        "electra": [root / "bin" / "conll", "--task", "sequence_tagging", "--prepend-bos", "--append-eos",
+                    "--arch", "hf_token_classifier", "--hf-model-dir", dirs["electra"], "--batch-size", "12",
+                    "--addrop-attribution", "iga", "--addrop-ig-steps", "2"],
+        "roberta": [root / "bin" / "stsb", "--task", "sentence_prediction", "--regression-target", "--num-classes", "1",
+                    "--arch", "hf_sequence_classifier", "--hf-model-dir", dirs["roberta"], "--batch-size", "12",
+                    "--max-positions", "128", "--best-checkpoint-metric", "loss", "--addrop-layers", "1"],
+    }
+    generate = [
+        root / "bin" / "enro", "--user-dir", USER_DIR, "--task", "translation", "--source-lang", "en",
+        "--target-lang", "ro", "--path", root / "ckpt" / "marian" / "checkpoint_last.pt", "--gen-subset", "test",
+        "--beam", "4", "--batch-size", "10", "--required-batch-size-multiple", "1", "--max-len-a", "0",
+        "--max-len-b", "12", "--bpe", "hf", "--hf-tokenizer-dir", dirs["marian"], "--scoring", "sacrebleu",
+    ]
+    plan = [{"name": name, "module": "fairseq_cli.train", "log": root / f"{name}.log",
+             "argv": [*args, *COMMON, "--save-dir", root / "ckpt" / name]} for name, args in train.items()]
+    plan.append({"name": "generate", "module": "fairseq_cli.generate", "log": root / "generate.log", "argv": generate})
+    return {"root": root, "dirs": dirs, "logs": hb.run_plan(plan, root / "plan.json")}
+
+
+@pytest.mark.parametrize("name", ["marian", "bert", "electra", "roberta"])
+def test_one_epoch_with_addrop(runs, name):
+    rc, log = runs["logs"][name]
+    assert rc == 0, log[-6000:]
+    stats = hb.epoch_stats(log)
+    assert stats["addrop_active"] == "1", stats
+    assert math.isfinite(float(stats["loss"])), stats
+    assert 0.0 < float(stats["addrop_drop_frac"]) < 1.0, stats
+    assert math.isfinite(float(hb.epoch_stats(log, "valid")["loss"]))
+    assert (runs["root"] / "ckpt" / name / "checkpoint_last.pt").exists()
+
+
+def test_marian_sites_include_cross_attention(runs):
+    rc, log = runs["logs"]["marian"]
+    assert "AD-DROP sites of MarianMTModel: {'encoder-self': 2, 'decoder-self': 2, 'encoder-decoder': 2}" in log
+
+
+def test_tagging_reports_entity_f1(runs):
+    stats = hb.epoch_stats(runs["logs"]["electra"][1], "valid")
+    assert 0.0 <= float(stats["f1"]) <= 100.0
+
+
+def test_marian_generate_and_sacrebleu(runs):
+    """fairseq-generate beam search on the reloaded checkpoint, detokenized by the HF tokenizer."""
+    import sacrebleu
+
+    rc, out = runs["logs"]["generate"]
+    assert rc == 0, out[-6000:]
+    hyps = {int(m.group(1)): m.group(2) for m in re.finditer(r"^D-(\d+)\t\S+\t(.*)$", out, re.M)}
+    refs = {int(m.group(1)): m.group(2) for m in re.finditer(r"^T-(\d+)\t(.*)$", out, re.M)}
+    assert len(hyps) == len(refs) == 20, out[-3000:]
+    assert not any("\u2581" in h for h in list(hyps.values()) + list(refs.values()))
+    raw_refs = (runs["root"] / "raw" / "enro" / "test.ro").read_text(encoding="utf-8").splitlines()
+    assert sum(refs[i] == raw_refs[i] for i in refs) >= 15  # the tokenizer's decode gives the text back
+    reported = re.search(r"BLEU = ([\d.]+)", out)
+    assert reported, out[-3000:]
+    ids = sorted(hyps)
+    bleu = sacrebleu.corpus_bleu([hyps[i] for i in ids], [[refs[i] for i in ids]])
+    assert abs(bleu.score - float(reported.group(1))) < 0.01
