@@ -275,6 +275,9 @@ wmt16_main() {
     fi
 
     # ------------------------------------------------------------------ 6 train
+    # --required-batch-size-multiple 1 (train and generate): with the default 8, this fairseq's
+    # data_utils.batch_by_size drops the last batch when its size is not a multiple of 8, so
+    # fairseq-generate silently skipped test sentences (and validation lost some too)
     local gpu
     gpu=$("$WMT_PY" -c 'import torch; print(int(torch.cuda.is_available()))')
     local -a gpu_flags=()
@@ -289,6 +292,7 @@ wmt16_main() {
         --dropout "$dropout" --weight-decay 0.0001
         --max-tokens "$max_tokens" --max-epoch "$max_epoch" --seed "$seed"
         --no-epoch-checkpoints --log-format simple --log-interval "$log_interval"
+        --required-batch-size-multiple 1
     )
     [ "$max_update" != 0 ] && common+=(--max-update "$max_update")
     if [ "$eval_bleu" = 1 ]; then
@@ -335,7 +339,8 @@ wmt16_main() {
         local -a gen=("${gen_cmd[@]}" "$bin" --path "$out/checkpoints/$run/checkpoint_$which_ckpt.pt"
             --gen-subset test --source-lang "$S" --target-lang "$T"
             --beam "$beam" --lenpen "$lenpen" --max-len-a 1.2 --max-len-b 10
-            --remove-bpe sentencepiece --max-tokens 8000 --seed "$seed" "${gpu_flags[@]}")
+            --remove-bpe sentencepiece --max-tokens 8000 --seed "$seed" "${gpu_flags[@]}"
+            --required-batch-size-multiple 1)
         echo "  \$ $(printf '%q ' "${gen[@]}") > $evaldir/$run.generate.txt"
         "${gen[@]}" >"$evaldir/$run.generate.txt" 2>"$logs/generate.$run.log" || {
             tail -n 40 "$logs/generate.$run.log" >&2
