@@ -1,0 +1,593 @@
+#!/usr/bin/env python
+"""What an AD-DROP training step costs next to a plain one (fairseq transformer, translation).
+
+One process builds a real fairseq translation task and transformer (default 6+6 layers,
+d=256, 4 heads, ffn 1024) and one synthetic batch (64 sentences x 32 tokens, lengths
+75-100 % of the maximum), then times one training step -- ``criterion(model, sample)`` +
+``loss.backward()``, no optimizer update -- for each variant on the same model and batch:
+
+* ``plain``: fairseq's stock ``label_smoothed_cross_entropy``;
+* ``addrop_off``: ``addrop_ce --addrop-schedule never`` (must cost what ``plain`` costs);
+* ``addrop_<method>`` (default ``ga``): ``addrop_ce --addrop-schedule always``, all layers,
+  encoder-self + decoder-self, the attribution of ``--attribution``: GA is one
+  ``torch.autograd.grad`` call over all recorded maps;
+* ``addrop_ga_per_layer``: GA with one ``autograd.grad(retain_graph=True)`` call per map,
+  as the original AD-DROP code does (registered here as attribution ``ga_per_layer``);
+* ``addrop_aa`` / ``addrop_rd``: the AA (attention weights, no-grad first pass) and RD
+  (random region, no first pass) ablations, for reference.
+
+Variants run round-robin: each repetition runs every variant once, in an order rotated at
+every repetition, so load on a shared machine hits all of them alike. After ``--warmup``
+repetitions, ``--steps`` repetitions are kept; the table shows per variant the median step
+time, its inter-quartile range, the ratio of medians to ``plain``, and the median of the
+per-repetition ratios (variant / plain of the same repetition) with its IQR.
+
+Memory (unless ``--no-memory``): each variant runs alone in a fresh subprocess (same model,
+batch and seed): one untimed step, then ``--memory-steps`` measured steps.
+
+* CPU: before the measured steps the freed heap is handed back to the OS (``malloc_trim``)
+  and the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``); ``peak`` is then the
+  process's peak resident set size during the measured steps (``VmHWM``: interpreter,
+  fairseq, model and batch included) and ``step`` is that peak minus the resident set size
+  just before them, i.e. the memory the training step made the process hold at its peak
+  (activations and saved tensors of both passes, attribution maps, masks, parameter
+  gradients, allocator slack). Without ``clear_refs`` it falls back to ``ru_maxrss`` (setup
+  included). The memory ratio is taken on ``step``.
+* CUDA: ``peak`` is ``torch.cuda.max_memory_allocated()`` over the measured steps, ``step``
+  that minus ``torch.cuda.memory_allocated()`` before them (tensors only, no cache slack).
+
+``--breakdown`` additionally times the phases of the AD-DROP step (pass-1 forward, the
+``autograd.grad`` call(s), mask generation, pass-2 forward, backward) by wrapping the
+functions the criterion calls, and ``--profile`` prints a torch.profiler operator table of
+the AD-DROP step. The last line printed is ``<method>_all_layers_vs_plain = X.XX`` (the
+ratio of medians), e.g. ``ga_all_layers_vs_plain = X.XX``.
+
+Example (2 CPU cores)::
+
+    python benchmarks/step_overhead.py --threads 2 --steps 20
+    python benchmarks/step_overhead.py --threads 2 --breakdown 5 --variants plain,MAIN
+    python benchmarks/step_overhead.py --device cuda --steps 50
+"""
+import argparse
+import contextlib
+import gc
+import logging
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from fairseq import options, tasks  # noqa: E402
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
+
+import addrop_fairseq  # noqa: E402,F401  (registers addrop_ce)
+from addrop_fairseq import attribution, masks  # noqa: E402
+
+
+# ---------------------------------------------------------------------------- per-layer GA
+
+
+@attribution.register_attribution("ga_per_layer")
+def per_layer_gradient_attribution(forward, **_):
+    """GA the way the original AD-DROP code takes it: one autograd.grad call per map."""
+    with torch.enable_grad():
+        target, maps = forward(None)
+        grads = []
+        for i, m in enumerate(maps):
+            (g,) = torch.autograd.grad(
+                target, [m], retain_graph=i < len(maps) - 1, allow_unused=True
+            )
+            grads.append(torch.zeros_like(m) if g is None else g)
+        return grads
+
+
+# ---------------------------------------------------------------------------- setup
+
+REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd")
+
+
+def variant_names(args):
+    main = f"addrop_{args.attribution}"
+    names = []
+    for v in args.variants.split(","):
+        v = v.strip()
+        v = main if v == "MAIN" else v
+        if v and v not in names:
+            names.append(v)
+    if "plain" not in names:
+        names.insert(0, "plain")
+    return names
+
+
+def criterion_args(variant, args):
+    if variant == "plain":
+        return ["--criterion", "label_smoothed_cross_entropy"]
+    common = [
+        "--criterion", "addrop_ce",
+        "--addrop-p", args.p, "--addrop-q", args.q,
+        "--addrop-layers", args.addrop_layers,
+        "--addrop-attention", args.addrop_attention,
+    ]
+    if variant == "addrop_off":
+        return common + ["--addrop-schedule", "never"]
+    if not variant.startswith("addrop_"):
+        raise ValueError(f"unknown variant {variant!r}")
+    method = variant[len("addrop_"):]
+    attribution.get_attribution(method)  # fail early with the known names
+    return common + ["--addrop-schedule", "always", "--addrop-attribution", method]
+
+
+def model_args(args):
+    enc = args.encoder_layers if args.encoder_layers is not None else args.layers
+    dec = args.decoder_layers if args.decoder_layers is not None else args.layers
+    ffn = args.ffn or 4 * args.dim
+    return [
+        "--encoder-layers", enc, "--decoder-layers", dec,
+        "--encoder-embed-dim", args.dim, "--decoder-embed-dim", args.dim,
+        "--encoder-ffn-embed-dim", ffn, "--decoder-ffn-embed-dim", ffn,
+        "--encoder-attention-heads", args.heads, "--decoder-attention-heads", args.heads,
+        "--dropout", args.dropout, "--label-smoothing", args.label_smoothing,
+        "--max-source-positions", max(1024, args.length + 2),
+        "--max-target-positions", max(1024, args.length + 2),
+        "--seed", args.seed,
+    ]
+
+
+def parse_fairseq(data_dir, extra):
+    parser = options.get_training_parser()
+    argv = [str(data_dir), "--task", "translation", "--arch", "transformer",
+            "--source-lang", "src", "--target-lang", "tgt", *map(str, extra)]
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+
+
+def write_dicts(data_dir: Path, vocab: int) -> None:
+    for lang in ("src", "tgt"):
+        (data_dir / f"dict.{lang}.txt").write_text(
+            "".join(f"w{i} {100000 - i}\n" for i in range(vocab))
+        )
+
+
+def make_batch(task, bsz, length, seed, device):
+    """Left-padded source, right-padded target; lengths uniform in [0.75 L, L]."""
+    g = torch.Generator().manual_seed(seed)
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    lo_len = max(2, (3 * length + 3) // 4)
+    src = torch.full((bsz, length), src_dict.pad(), dtype=torch.long)
+    tgt = torch.full((bsz, length), tgt_dict.pad(), dtype=torch.long)
+    prev = torch.full((bsz, length), tgt_dict.pad(), dtype=torch.long)
+    src_lengths = []
+    for b in range(bsz):
+        n = int(torch.randint(lo_len, length + 1, (1,), generator=g))
+        toks = torch.randint(src_dict.nspecial, len(src_dict), (n,), generator=g)
+        toks[-1] = src_dict.eos()
+        src[b, length - n:] = toks
+        src_lengths.append(n)
+        m = int(torch.randint(lo_len, length + 1, (1,), generator=g))
+        t = torch.randint(tgt_dict.nspecial, len(tgt_dict), (m,), generator=g)
+        t[-1] = tgt_dict.eos()
+        tgt[b, :m] = t
+        prev[b, 0] = tgt_dict.eos()
+        prev[b, 1:m] = t[:-1]
+    sample = {
+        "id": torch.arange(bsz),
+        "net_input": {
+            "src_tokens": src,
+            "src_lengths": torch.tensor(src_lengths),
+            "prev_output_tokens": prev,
+        },
+        "target": tgt,
+        "ntokens": int(tgt.ne(tgt_dict.pad()).sum()),
+        "nsentences": bsz,
+    }
+
+    def to(x):
+        if torch.is_tensor(x):
+            return x.to(device)
+        if isinstance(x, dict):
+            return {k: to(v) for k, v in x.items()}
+        return x
+
+    return to(sample)
+
+
+class Bench:
+    """The model, the batch and one criterion per variant."""
+
+    def __init__(self, args, variants):
+        self.args = args
+        self.device = torch.device(args.device)
+        self._tmp = tempfile.TemporaryDirectory(prefix="addrop_bench_")
+        data = Path(self._tmp.name)
+        write_dicts(data, args.vocab)
+        torch.manual_seed(args.seed)
+        cfg = parse_fairseq(data, model_args(args) + criterion_args("plain", args))
+        self.task = tasks.setup_task(cfg.task)
+        self.model = self.task.build_model(cfg.model).to(self.device)
+        self.model.train()
+        self.criteria = {}
+        for v in variants:
+            vcfg = parse_fairseq(data, model_args(args) + criterion_args(v, args))
+            crit = self.task.build_criterion(vcfg.criterion).to(self.device)
+            if hasattr(crit, "prepare"):
+                crit.prepare(self.model)  # install the seams now, as begin_epoch does
+            self.criteria[v] = crit
+        self.sample = make_batch(self.task, args.batch, args.length, args.seed, self.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step(self, variant):
+        self.model.zero_grad(set_to_none=True)
+        loss, _, _ = self.criteria[variant](self.model, self.sample)
+        loss.backward()
+
+    def timed_step(self, variant):
+        clock = time.process_time if self.args.clock == "cpu" else time.perf_counter
+        self.sync()
+        t0 = clock()
+        self.step(variant)
+        self.sync()
+        return clock() - t0
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def run_round_robin(bench, variants, warmup, steps):
+    times = defaultdict(list)
+    for rep in range(warmup + steps):
+        k = rep % len(variants)
+        order = variants[k:] + variants[:k]
+        for v in order:
+            t = bench.timed_step(v)
+            if rep >= warmup:
+                times[v].append(t)
+    return times
+
+
+def quartiles(xs):
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def _proc_status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise KeyError(field)
+
+
+def malloc_trim() -> None:
+    """Return glibc's freed heap memory to the OS (no-op where unavailable)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_probe(args):
+    """Run one variant alone (this is a fresh subprocess) and print its memory as JSON."""
+    variant = args.probe
+    bench = Bench(args, [variant])
+    out = {"variant": variant}
+    # one step first: lazily allocated workspaces, and code pages touched once (libtorch
+    # kernels), are then in place before the measurement
+    bench.step(variant)
+    bench.model.zero_grad(set_to_none=True)
+    gc.collect()
+    if bench.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        for _ in range(args.memory_steps):
+            bench.step(variant)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        out.update(kind="CUDA max_memory_allocated", peak=peak, step=peak - before)
+    else:
+        malloc_trim()  # hand the freed heap back, so "step" is what the steps make us hold
+        before = _proc_status_bytes("VmRSS")
+        if reset_peak_rss():  # the peak then covers the steps only, not imports / setup
+            kind = "CPU peak RSS of the steps (VmHWM after resetting it)"
+        else:
+            kind = "CPU peak RSS of the process (ru_maxrss; setup included)"
+        for _ in range(args.memory_steps):
+            bench.step(variant)
+        if kind.startswith("CPU peak RSS of the steps"):
+            peak = _proc_status_bytes("VmHWM")
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        out.update(kind=kind, peak=peak, step=peak - before)
+    print("MEMORY " + json.dumps(out), flush=True)
+
+
+def measure_memory(argv, variants, threads):
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    results = {}
+    for v in variants:
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), *argv, "--probe", v],
+            capture_output=True, text=True, env=env,
+        )
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("MEMORY ")]
+        if proc.returncode != 0 or not lines:
+            print(f"memory probe for {v} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
+                  file=sys.stderr)
+            continue
+        results[v] = json.loads(lines[-1][len("MEMORY "):])
+    return results
+
+
+# ---------------------------------------------------------------------------- phases
+
+
+class PhaseTimer:
+    """Wall time of the AD-DROP step's phases, by wrapping what the criterion calls.
+
+    Wrapped: ``criterion.attribute`` (pass 1 + attribution), ``attribution.gradients`` and
+    ``torch.autograd.grad`` inside it (the gradient call(s)), ``masks.addrop_drop_mask``
+    (mask generation, which runs inside pass 2's forward), ``criterion.outputs.loss`` (pass
+    2 forward incl. masks) and ``loss.backward``. Nothing in the package is edited.
+    """
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.acc = defaultdict(float)
+
+    def _wrap(self, name, fn):
+        def wrapped(*a, **k):
+            self.bench.sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.bench.sync()
+                self.acc[name] += time.perf_counter() - t0
+
+        return wrapped
+
+    @contextlib.contextmanager
+    def installed(self, crit):
+        saved = (masks.addrop_drop_mask, torch.autograd.grad)
+        masks.addrop_drop_mask = self._wrap("masks", masks.addrop_drop_mask)
+        torch.autograd.grad = self._wrap("autograd.grad", torch.autograd.grad)
+        crit_patched = hasattr(crit, "attribute")
+        if crit_patched:
+            crit.attribute = self._wrap("pass 1 + attribution", crit.attribute)
+        outputs = getattr(crit, "outputs", None)
+        loss_fn = outputs.loss if outputs is not None else None
+        if loss_fn is not None:
+            outputs.loss = self._wrap("pass 2 fwd (incl. masks)", loss_fn)
+        try:
+            yield
+        finally:
+            masks.addrop_drop_mask, torch.autograd.grad = saved
+            if crit_patched:
+                del crit.attribute
+            if loss_fn is not None:
+                outputs.loss = loss_fn
+
+    def run(self, variant, steps):
+        crit = self.bench.criteria[variant]
+        per_step = defaultdict(list)
+        with self.installed(crit):
+            for i in range(steps + 1):
+                self.acc.clear()
+                b = self.bench
+                b.model.zero_grad(set_to_none=True)
+                b.sync()
+                t0 = time.perf_counter()
+                loss, _, _ = crit(b.model, b.sample)
+                b.sync()
+                t1 = time.perf_counter()
+                loss.backward()
+                b.sync()
+                t2 = time.perf_counter()
+                if i == 0:
+                    continue  # warm-up
+                rec = dict(self.acc)
+                rec["criterion forward total"] = t1 - t0
+                rec["backward"] = t2 - t1
+                rec["step"] = t2 - t0
+                for k, v in rec.items():
+                    per_step[k].append(v)
+        return {k: statistics.median(v) for k, v in per_step.items()}
+
+
+def print_breakdown(bench, variants, steps):
+    print(f"\nphase breakdown (median over {steps} steps each, ms; phases nest: "
+          "autograd.grad is inside pass 1, masks inside pass 2):")
+    order = ["pass 1 + attribution", "autograd.grad", "pass 2 fwd (incl. masks)", "masks",
+             "criterion forward total", "backward", "step"]
+    rows = {v: PhaseTimer(bench).run(v, steps) for v in variants}
+    head = f"{'phase':<26}" + "".join(f"{v:>22}" for v in variants)
+    print(head)
+    print("-" * len(head))
+    for ph in order:
+        if not any(ph in r for r in rows.values()):
+            continue
+        print(f"{ph:<26}" + "".join(
+            f"{rows[v][ph] * 1e3:>22.1f}" if ph in rows[v] else f"{'-':>22}" for v in variants))
+
+
+def print_profile(bench, variant, steps, top):
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU]
+    if bench.device.type == "cuda":
+        acts.append(ProfilerActivity.CUDA)
+    bench.step(variant)
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            bench.step(variant)
+        bench.sync()
+    key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
+    print(f"\ntorch.profiler, {variant}, {steps} steps, top {top} ops by self time:")
+    print(prof.key_averages().table(sort_by=key, row_limit=top))
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--layers", type=int, default=6, help="encoder and decoder layers")
+    p.add_argument("--encoder-layers", type=int, default=None)
+    p.add_argument("--decoder-layers", type=int, default=None)
+    p.add_argument("--dim", type=int, default=256, help="embedding dim")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=None, help="ffn dim (default 4*dim)")
+    p.add_argument("--vocab", type=int, default=8000, help="source and target dictionary size")
+    p.add_argument("--batch", type=int, default=64, help="sentences per batch")
+    p.add_argument("--length", type=int, default=32, help="max source/target length (tokens)")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--attribution", default="ga", help="attribution method of the main variant")
+    p.add_argument("--addrop-layers", default="all")
+    p.add_argument("--addrop-attention", default="encoder-self,decoder-self")
+    p.add_argument("--p", type=float, default=0.3)
+    p.add_argument("--q", type=float, default=0.3)
+    p.add_argument("--variants", default=",".join(REFERENCE_VARIANTS),
+                   help="comma-separated; MAIN = addrop_<--attribution>; any addrop_<method>")
+    p.add_argument("--steps", type=int, default=20, help="timed repetitions (each runs all variants)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: perf_counter; cpu: this process's CPU time (process_time), "
+                   "robust to other jobs' load, meaningful on CPU with --threads 1")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--memory-steps", type=int, default=3)
+    p.add_argument("--breakdown", type=int, default=0, metavar="N",
+                   help="also time the phases of plain and AD-DROP steps over N steps")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also print a torch.profiler table of N AD-DROP steps")
+    p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument("--probe", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def quiet():
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("fairseq", "hydra"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv=None):
+    quiet()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    if args.probe:
+        memory_probe(args)
+        return
+
+    variants = variant_names(args)
+    main_variant = f"addrop_{args.attribution}"
+    bench = Bench(args, variants)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(
+        f"fairseq transformer {bench.model.encoder.layers.__len__()}+"
+        f"{bench.model.decoder.layers.__len__()} layers, dim {args.dim}, {args.heads} heads, "
+        f"ffn {args.ffn or 4 * args.dim}, vocab {args.vocab}, {bench.n_params / 1e6:.1f}M params; "
+        f"batch {args.batch} x {args.length} ({bench.sample['ntokens']} target tokens); "
+        f"device {args.device}, {threads} threads; torch {torch.__version__}"
+    )
+    print(f"AD-DROP: p={args.p} q={args.q}, layers {args.addrop_layers}, "
+          f"attention {args.addrop_attention}; step = criterion forward + loss.backward()")
+    print(f"{args.warmup} warm-up + {args.steps} timed round-robin repetitions, "
+          f"{'CPU' if args.clock == 'cpu' else 'wall'} time; "
+          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+    times = run_round_robin(bench, variants, args.warmup, args.steps)
+    load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+    mem = {}
+    mem_kind = ""
+    if not args.no_memory:
+        probe_argv = [a for a in argv]
+        mem = measure_memory(probe_argv, variants, threads)
+        if mem:
+            mem_kind = next(iter(mem.values()))["kind"]
+
+    plain = times["plain"]
+    plain_med = statistics.median(plain)
+    plain_mem = mem.get("plain", {}).get("step")
+    header = (f"{'variant':<22}{'median ms':>10}{'IQR ms':>16}{'ratio':>7}"
+              f"{'paired [IQR]':>20}{'peak MiB':>10}{'step MiB':>10}{'mem ratio':>10}")
+    print()
+    print(header)
+    print("-" * len(header))
+    for v in variants:
+        ts = times[v]
+        q1, med, q3 = quartiles([t * 1e3 for t in ts])
+        paired = [t / p for t, p in zip(ts, plain)]
+        pq1, pmed, pq3 = quartiles(paired)
+        m = mem.get(v)
+        if m:
+            peak = f"{m['peak'] / 2**20:.0f}"
+            step = f"{m['step'] / 2**20:.0f}"
+            mratio = f"{m['step'] / plain_mem:.2f}" if plain_mem else "-"
+        else:
+            peak = step = mratio = "-"
+        print(f"{v:<22}{med:>10.1f}{f'{q1:.1f}-{q3:.1f}':>16}{statistics.median(ts) / plain_med:>7.2f}"
+              f"{f'{pmed:.2f} [{pq1:.2f}-{pq3:.2f}]':>20}{peak:>10}{step:>10}{mratio:>10}")
+    print(f"(ratio = median / median of plain; paired = median of per-repetition ratios; "
+          f"memory: {mem_kind or 'not measured'}, one subprocess per variant, "
+          f"step = peak - RSS/allocated before the steps; load average at end "
+          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f})")
+
+    if args.breakdown:
+        print_breakdown(bench, [v for v in ("plain", main_variant, "addrop_ga_per_layer")
+                                if v in variants], args.breakdown)
+    if args.profile:
+        print_profile(bench, main_variant, args.profile, args.profile_top)
+
+    if main_variant in times:
+        ratio = statistics.median(times[main_variant]) / plain_med
+        print(f"{args.attribution}_all_layers_vs_plain = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
