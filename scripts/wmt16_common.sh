@@ -186,13 +186,13 @@ wmt16_main() {
     wmt_say "output: $out ($([ "$smoke" = 1 ] && echo smoke || echo full) size; runs: $runs)"
 
     # ------------------------------------------------------------------ 1 data
+    local split lang
     if [ -f "$raw/.done" ]; then
         wmt_skip data "$raw ($(cat "$raw/SOURCE"))"
     elif [ -n "$local_dir" ]; then
         wmt_begin 1/8 "data: checking --local $local_dir"
         wmt_helper check "$local_dir" "$S" "$T"
         rm -rf "$raw" && mkdir -p "$raw"
-        local split lang
         for split in train valid test; do
             for lang in "$S" "$T"; do cp "$local_dir/$split.$lang" "$raw/$split.$lang"; done
         done
@@ -205,10 +205,17 @@ wmt16_main() {
         # training corpora from their public sources (cached in $out/downloads)
         wmt_helper download-train "$raw" "$S" "$T" --cache "$out/downloads"
         # dev = newsdev2016, test = newstest2016, through sacrebleu's test-set machinery
-        "$WMT_PY" -m sacrebleu -t wmt16/dev -l "$S-$T" --echo src >"$raw/valid.$S.tmp"
-        "$WMT_PY" -m sacrebleu -t wmt16/dev -l "$S-$T" --echo ref >"$raw/valid.$T.tmp"
-        "$WMT_PY" -m sacrebleu -t wmt16 -l "$S-$T" --echo src >"$raw/test.$S.tmp"
-        "$WMT_PY" -m sacrebleu -t wmt16 -l "$S-$T" --echo ref >"$raw/test.$T.tmp"
+        local testset side
+        for split in valid test; do
+            testset=wmt16
+            [ "$split" = valid ] && testset=wmt16/dev
+            for side in src ref; do
+                lang=$S
+                [ "$side" = ref ] && lang=$T
+                "$WMT_PY" -m sacrebleu -t "$testset" -l "$S-$T" --echo "$side" >"$raw/$split.$lang.tmp" ||
+                    wmt_die "sacrebleu -t $testset -l $S-$T --echo $side failed (no internet? use --local DIR)"
+            done
+        done
         for split in valid test; do
             for lang in "$S" "$T"; do mv "$raw/$split.$lang.tmp" "$raw/$split.$lang"; done
         done

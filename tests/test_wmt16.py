@@ -233,3 +233,35 @@ def test_extract_hyps_orders_by_id_and_requires_all(tmp_path):
     assert wmt16.extract_hyps(gen, 3) == ["first", "second", ""]
     with pytest.raises(wmt16.DataError, match="expected hypotheses 0..3"):
         wmt16.extract_hyps(gen, 4)
+
+
+def test_download_train_unpacks_and_concatenates(tmp_path, shared_data, monkeypatch):
+    """The download step, offline: the same archive layouts as the real sources (a WMT tgz
+    with a folder, an OPUS moses zip), served from file:// URLs."""
+    import tarfile
+    import zipfile
+
+    en = wmt16.read_lines(shared_data / "wmt16_en_ro" / "newsdev2016.en")[:30]
+    ro = wmt16.read_lines(shared_data / "wmt16_en_ro" / "newsdev2016.ro")[:30]
+    src = tmp_path / "src"
+    wmt16.write_lines(src / "training-parallel-ep-v8" / "europarl-v8.ro-en.en", en[:20] + [""])
+    wmt16.write_lines(src / "training-parallel-ep-v8" / "europarl-v8.ro-en.ro", ro[:20] + ["x"])
+    wmt16.write_lines(src / "training-parallel-ep-v8" / "europarl-v8.fi-en.en", ["other"])
+    with tarfile.open(tmp_path / "ep.tgz", "w:gz") as t:
+        t.add(src / "training-parallel-ep-v8", arcname="training-parallel-ep-v8")
+    with zipfile.ZipFile(tmp_path / "st.zip", "w") as z:
+        z.writestr("SETIMES.en-ro.en", "\n".join(en[20:]) + "\n")
+        z.writestr("SETIMES.en-ro.ro", "\n".join(ro[20:]) + "\n")
+        z.writestr("README", "x")
+    real = wmt16.TRAIN_CORPORA[("en", "ro")]
+    monkeypatch.setitem(wmt16.TRAIN_CORPORA, ("en", "ro"), [
+        (real[0][0], (tmp_path / "ep.tgz").as_uri(), real[0][2], real[0][3]),
+        (real[1][0], (tmp_path / "st.zip").as_uri(), real[1][2], real[1][3]),
+    ])
+    out = tmp_path / "raw"
+    assert wmt16.download_train(out, "en", "ro", tmp_path / "cache") == 30  # the empty pair dropped
+    assert wmt16.read_lines(out / "train.en") == en
+    assert wmt16.read_lines(out / "train.ro") == ro
+    # a second call reuses the cached archives
+    assert wmt16.download_train(out, "en", "ro", tmp_path / "cache") == 30
+    assert wmt16.corpora_for("tr", "en")[0][1].endswith("/OPUS-SETIMES/v2/moses/en-tr.txt.zip")
