@@ -129,3 +129,29 @@ def test_marian_generate_and_sacrebleu(runs):
     ids = sorted(hyps)
     bleu = sacrebleu.corpus_bleu([hyps[i] for i in ids], [[refs[i] for i in ids]])
     assert abs(bleu.score - float(reported.group(1))) < 0.01
+
+
+def test_checkpoints_reload(runs):
+    """A fairseq checkpoint's ``hf.`` state loads into the HF class; a moved --hf-model-dir is
+    found again with fairseq's --model-overrides."""
+    import shutil
+
+    import torch
+    from fairseq import checkpoint_utils
+
+    root, dirs = runs["root"], runs["dirs"]
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(root / "ckpt" / "bert" / "checkpoint_last.pt"))
+    hf_state = {k[len("hf."):]: v for k, v in state["model"].items()}
+    model = hb.tf().BertForSequenceClassification.from_pretrained(dirs["bert"], num_labels=2)
+    model.load_state_dict(hf_state, strict=True)
+    torch.testing.assert_close(model.classifier.weight, state["model"]["hf.classifier.weight"])
+
+    moved = root / "moved_marian"
+    shutil.move(str(dirs["marian"]), str(moved))
+    try:
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [str(root / "ckpt" / "marian" / "checkpoint_last.pt")], arg_overrides={"hf_model_dir": str(moved)})
+        assert cfg.model.hf_model_dir == str(moved)
+        assert type(models[0]).__name__ == "HFSeq2SeqModel"
+    finally:
+        shutil.move(str(moved), str(dirs["marian"]))
