@@ -35,7 +35,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -57,7 +57,8 @@ def get_parser():
     p.add_argument("--tgt", "--target-lang", dest="tgt", help="target language suffix (translation)")
     p.add_argument("--regression", action="store_true", help="sentence_prediction labels are floats")
     p.add_argument("--max-length", type=int, default=None,
-                   help="truncate encoded sequences to this many tokens (specials included)")
+                   help="translation / sentence_prediction: truncate with the tokenizer to this many "
+                        "tokens, specials included (default: keep all; fairseq skips or refuses longer ones)")
     p.add_argument("--tag-scheme", default="auto", choices=["auto", "iob1", "iob2"],
                    help="sequence_tagging: scheme of the input tags (stored as IOB2)")
     return p
@@ -128,10 +129,9 @@ class Encoder:
         vocab.write_dictionary(self.tokenizer, path)
 
 
-def _truncate(ids: List[int], max_length: Optional[int], keep_last: bool = True) -> List[int]:
-    if max_length is None or len(ids) <= max_length:
-        return ids
-    return ids[: max_length - 1] + ids[-1:] if keep_last else ids[:max_length]
+def _truncation(args) -> Dict:
+    """The tokenizer's own truncation (longest first for pairs, specials kept), if asked for."""
+    return {"truncation": True, "max_length": args.max_length} if args.max_length else {}
 
 
 # ------------------------------------------------------------------------------ tasks
@@ -149,11 +149,12 @@ def translation(args, tokenizer, enc: Encoder) -> Dict:
         tgt = _read(f"{pref}.{args.tgt}")
         if len(src) != len(tgt):
             raise ValueError(f"{pref}: {len(src)} {args.src} lines but {len(tgt)} {args.tgt} lines")
-        src_ids = tokenizer(src, add_special_tokens=True)["input_ids"] if src else []
-        tgt_ids = tokenizer(text_target=tgt, add_special_tokens=True)["input_ids"] if tgt else []
+        trunc = _truncation(args)
+        src_ids = tokenizer(src, add_special_tokens=True, **trunc)["input_ids"] if src else []
+        tgt_ids = tokenizer(text_target=tgt, add_special_tokens=True, **trunc)["input_ids"] if tgt else []
         base = os.path.join(args.destdir, f"{split}.{args.src}-{args.tgt}")
         for lang, rows in ((args.src, src_ids), (args.tgt, tgt_ids)):
-            items = [_truncate(enc.fairseq_ids(r, end_with_eos=True), args.max_length) for r in rows]
+            items = [enc.fairseq_ids(r, end_with_eos=True) for r in rows]
             binarize(f"{base}.{lang}", items, len(enc.dictionary))
         stats[split] = {"sentences": len(src)}
         logger.info("%s: %d sentence pairs from %s.{%s,%s}", split, len(src), pref, args.src, args.tgt)
@@ -173,9 +174,9 @@ def sentence_prediction(args, tokenizer, enc: Encoder) -> Dict:
         labels = _read(f"{pref}.label")
         if len(labels) != len(s1) or (s2 is not None and len(s2) != len(s1)):
             raise ValueError(f"{pref}: input0/input1/label line counts differ")
-        encoded = tokenizer(s1, s2, add_special_tokens=True)["input_ids"] if s2 is not None else \
-            tokenizer(s1, add_special_tokens=True)["input_ids"]
-        data[split] = ([_truncate(enc.fairseq_ids(r), args.max_length) for r in encoded], labels)
+        pairs = (s1, s2) if s2 is not None else (s1,)
+        encoded = tokenizer(*pairs, add_special_tokens=True, **_truncation(args))["input_ids"]
+        data[split] = ([enc.fairseq_ids(r) for r in encoded], labels)
     stats = {}
     if args.regression:
         for split, (items, labels) in data.items():
