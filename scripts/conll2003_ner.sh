@@ -134,7 +134,11 @@ train() {  # train VARIANT SEED SCHEDULE
         --log-format simple --log-interval 100 > "$dir/train.log" 2>&1 \
         || { tail -30 "$dir/train.log" >&2; exit 1; }
     echo $((SECONDS - start)) > "$dir/train_seconds"
-    grep -E "\| (train|valid) \| epoch" "$dir/train.log" | sed -E 's/.*\| (train|valid) \| (epoch [0-9]+).*\| (addrop_active [0-9.]+).*/    \1 \2 \3/; s/.*\| valid \| (epoch [0-9]+).*\| (f1 [0-9.]+).*/    valid \1 \2/' | paste -sd' ' | fold -w 160 || true
+    awk '/\| (train|valid) \| epoch/ { match($0, /epoch [0-9]+/); e = substr($0, RSTART + 6, RLENGTH - 6) + 0 }
+         /\| valid \| epoch/ && match($0, /\| f1 [0-9.]+/) { f[e] = substr($0, RSTART + 5, RLENGTH - 5) }
+         /\| train \| epoch/ && match($0, /addrop_active [0-9.]+/) { a[e] = substr($0, RSTART + 14, RLENGTH - 14); n = e }
+         END { for (i = 1; i <= n; i++) printf "    %s epoch %d: %s, dev f1 %s\n", v, i, (a[i] > 0 ? "AD-DROP" : "plain"), f[i] }' \
+        v="$1" "$dir/train.log"
     log "evaluate $1 seed $2 on $VALID"
     $PY -m addrop_fairseq.tag --checkpoint "$dir/checkpoint_best.pt" --data "$OUT/data-bin" \
         --input "$VALID" --output "$dir/dev.pred.txt" > "$dir/dev.report.txt" 2> "$dir/tag.log" \
