@@ -184,6 +184,12 @@ def test_roberta_tagger_fine_tunes_a_pretrained_fairseq_roberta(smoke, tmp_path)
     log = proc.stdout + proc.stderr
     assert f"Loaded checkpoint {pretrained}" in log
     assert "addrop_active 1 |" in epoch_lines(log, "train")[1]
+    # the fine-tuned tagger reloads for prediction (<s> ... </s> framing, first pieces only)
+    scores = tag.main(["--checkpoint", str(tmp_path / "ft" / "checkpoint_best.pt"), "--data", str(data),
+                       "--input", str(out / "slices" / "valid.txt"), "--output", str(tmp_path / "pred.txt")])
+    assert set(scores) == {"precision", "recall", "f1", "word_acc"}
+    assert len((tmp_path / "pred.txt").read_text().splitlines()) == len(
+        (out / "slices" / "valid.txt").read_text().splitlines())
 
     # what --restore-file does, in-process: every encoder weight comes from the checkpoint
     from fairseq import checkpoint_utils
