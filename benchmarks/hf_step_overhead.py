@@ -8,7 +8,11 @@ wrapper around MiniLM (BERT architecture, 6 layers, 12 heads, hidden 384; packag
 pairs (file order, truncated to ``--max-length`` tokens) as one batch and times one training
 step -- criterion forward + ``loss.backward()``, no optimizer update, train mode -- for:
 
-* ``plain``: the stock ``sentence_prediction`` criterion (what an AD-DROP-off update runs);
+* ``plain``: the stock ``sentence_prediction`` criterion (what an AD-DROP-off update runs),
+  the model already switched to the ``addrop`` attention implementation (idle: it hands
+  the call to sdpa);
+* ``plain_stock_attn``: the same with the model switched back to its stock implementation
+  (sdpa), i.e. a run that never used AD-DROP: ``plain`` / this is what the switch costs;
 * ``addrop_ga``: ``addrop_ce --addrop-schedule always``, GA, all 6 layers: pass 1 with the
   maps recorded through the ``addrop`` attention implementation, ONE ``autograd.grad`` over
   the 6 maps, masks, pass 2 with the masks, backward;
@@ -50,7 +54,7 @@ def get_parser():
     p.add_argument("--steps", type=int, default=10, help="timed repetitions")
     p.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--variants", default="plain,addrop_ga,addrop_ga_per_layer")
+    p.add_argument("--variants", default="plain,plain_stock_attn,addrop_ga,addrop_ga_per_layer")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -115,18 +119,24 @@ def main(argv=None):
     model.train()
     criterion.begin_epoch(1, model)  # selects the sites, switches MiniLM to "addrop" attention
     ga = criterion.method
+    stock = getattr(model.hf, "_addrop_stock_attn", None) or "sdpa"
 
     def step(variant):
         model.zero_grad(set_to_none=True)
+        if variant == "plain_stock_attn":
+            model.hf.set_attn_implementation(stock)
         t0 = time.perf_counter()
-        if variant == "plain":
+        if variant in ("plain", "plain_stock_attn"):
             loss, _, _ = criterion.outputs.loss(model, sample)
         else:
             criterion.method = per_layer_ga if variant == "addrop_ga_per_layer" else ga
             loss, _, log = criterion(model, sample)
             assert log["addrop_active"] == 1
         loss.backward()
-        return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        if variant == "plain_stock_attn":
+            model.hf.set_attn_implementation("addrop")
+        return elapsed
 
     variants = [v for v in args.variants.split(",") if v]
     times = {v: [] for v in variants}

@@ -77,7 +77,7 @@ def valid_from_mask(attention_mask: Optional[Tensor], query: Tensor, key: Tensor
     else:
         valid = mask > torch.finfo(mask.dtype).min / 2
     valid = valid.expand(bsz, -1, tgt_len, src_len)
-    if valid.size(1) != 1:  # a per-head mask: keep what every head allows... per head
+    if valid.size(1) != 1:  # a per-head mask [B, H, T, S] is handed on as it is
         return valid
     if self_attention and tgt_len == src_len:
         real_query = valid.diagonal(dim1=-2, dim2=-1)  # [B, 1, T]
