@@ -35,7 +35,8 @@ data
   --train-lines N       use the first N training pairs (0 = all; --smoke: 20000)
   --vocab-size N        joint sentencepiece vocabulary (default $WMT_VOCAB; --smoke 1000)
 size
-  --smoke               CPU size: 1+1 layers, d=64, 2 epochs, small vocabulary
+  --smoke               CPU size: 1+1 layers, d=64, 2 epochs, small vocabulary, one thread,
+                        no data-loader process
   --arch NAME           fairseq architecture (default transformer_wmt_en_de; --smoke transformer)
   --model-args "..."    size flags replacing the preset (e.g. "--encoder-layers 2 ...")
   --max-epoch N  --max-update N  --max-tokens N  --lr X  --warmup N  --dropout X  --seed N
@@ -115,16 +116,16 @@ wmt16_main() {
     workers=$(nproc 2>/dev/null || echo 1)
     WMT_VERBOSE=0
     local arch train_lines vocab max_epoch max_update=0 max_tokens lr warmup dropout model_args
-    local log_interval
+    local log_interval loader_args
     if [ "$smoke" = 1 ]; then
         arch=transformer
         model_args="--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64 --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 --decoder-attention-heads 4"
         train_lines=20000 vocab=1000 max_epoch=2 max_tokens=2048 lr=0.001 warmup=50 dropout=0.1
-        beam=2 log_interval=10
+        beam=2 log_interval=10 loader_args="--num-workers 0"
     else
         arch=transformer_wmt_en_de model_args=""
         train_lines=0 vocab=$WMT_VOCAB max_epoch=20 max_tokens=4096 lr=0.0005 warmup=4000
-        dropout=0.3 log_interval=100
+        dropout=0.3 log_interval=100 loader_args=""
     fi
     local -a extra=()
     while [ $# -gt 0 ]; do
@@ -301,6 +302,9 @@ wmt16_main() {
         --no-epoch-checkpoints --log-format simple --log-interval "$log_interval"
         --required-batch-size-multiple 1
     )
+    # --smoke: batches are loaded in the training process (a loader process costs ~15% CPU
+    # time on 2 cores for tiny models)
+    [ -n "$loader_args" ] && common+=($loader_args)
     [ "$max_update" != 0 ] && common+=(--max-update "$max_update")
     if [ "$eval_bleu" = 1 ]; then
         common+=(--eval-bleu --eval-bleu-args '{"beam": 4, "max_len_a": 1.2, "max_len_b": 10}'
