@@ -417,7 +417,7 @@ def score_files(ref_path, hyp_specs, json_path, md_path, title, notes=()):
     results, signatures = score(refs, runs)
     for name in results:
         results[name]["hyp"] = hyp_paths[name]
-    table = format_table(title, results, signatures, notes)
+    table = format_table(f"{title} ({len(refs)} sentences)", results, signatures, notes)
     payload = {
         "title": title,
         "ref": str(Path(ref_path).resolve()),
