@@ -248,7 +248,7 @@ class Bench:
 # ---------------------------------------------------------------------------- timing
 
 
-def run_round_robin(bench, variants, warmup, steps):
+def run_round_robin(bench, variants, warmup, steps, progress=False):
     times = defaultdict(list)
     for rep in range(warmup + steps):
         k = rep % len(variants)
@@ -257,6 +257,10 @@ def run_round_robin(bench, variants, warmup, steps):
             t = bench.timed_step(v)
             if rep >= warmup:
                 times[v].append(t)
+        if progress:
+            done = ", ".join(f"{v} {times[v][-1] * 1e3:.0f}" for v in variants if times[v])
+            print(f"[{'warm-up' if rep < warmup else 'rep'} {rep + 1}/{warmup + steps}] {done}",
+                  file=sys.stderr, flush=True)
     return times
 
 
@@ -493,6 +497,7 @@ def build_parser():
                    "robust to other jobs' load, meaningful on CPU with --threads 1")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--progress", action="store_true", help="per-repetition times on stderr")
     p.add_argument("--memory-steps", type=int, default=3)
     p.add_argument("--breakdown", type=int, default=0, metavar="N",
                    help="also time the phases of plain and AD-DROP steps over N steps")
@@ -540,7 +545,7 @@ def main(argv=None):
           f"{'CPU' if args.clock == 'cpu' else 'wall'} time; "
           f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
-    times = run_round_robin(bench, variants, args.warmup, args.steps)
+    times = run_round_robin(bench, variants, args.warmup, args.steps, args.progress)
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
     mem = {}
