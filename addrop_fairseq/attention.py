@@ -188,18 +188,28 @@ def select_sites(
             f"{type(model).__name__} has no fairseq MultiheadAttention in encoder/decoder "
             "layers for AD-DROP to override"
         )
+    return select_from(found, kinds, layers, type(model).__name__)
+
+
+def select_from(
+    found: Sequence[AttentionSite], kinds: Sequence[str], layers: Optional[Sequence[int]], model_name: str
+) -> List[AttentionSite]:
+    """The sites of ``kinds`` at ``layers`` (None: all) among ``found``; ValueErrors name the problem.
+
+    Shared by every attention implementation (fairseq here, HuggingFace in ``hf``).
+    """
+    have = sorted({s.kind for s in found})
     selected = []
     for kind in kinds:
         of_kind = [s for s in found if s.kind == kind]
         if not of_kind:
-            have = sorted({s.kind for s in found})
             raise ValueError(
-                f"--addrop-attention {kind}: {type(model).__name__} has no {kind} attention "
+                f"--addrop-attention {kind}: {model_name} has no {kind} attention "
                 f"(it has {', '.join(have)})"
             )
         n_layers = max(s.layer for s in of_kind) + 1
         if layers is not None:
-            bad = [i for i in layers if i >= n_layers]
+            bad = [i for i in layers if i >= n_layers or i < 0]
             if bad:
                 raise ValueError(
                     f"--addrop-layers {','.join(map(str, layers))}: layer(s) {bad} out of range "

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..attention import KINDS, AttentionSite
+from ..attention import KINDS, AttentionSite, select_from
 from . import _compat
 
 NAME = "addrop"
@@ -228,25 +228,10 @@ def select(sites: Sequence[AttentionSite], kinds: Optional[Sequence[str]], layer
     have = sorted({s.kind for s in sites}, key=KINDS.index)
     if kinds is None:
         kinds = [k for k in ("encoder-self", "decoder-self") if k in have]
-    selected = []
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"--addrop-attention: unknown kind {kind!r}; choose from {KINDS}")
-        of_kind = [s for s in sites if s.kind == kind]
-        if not of_kind:
-            raise ValueError(
-                f"--addrop-attention {kind}: {model_name} has no {kind} attention (it has {', '.join(have)})"
-            )
-        n_layers = len(of_kind)
-        if layers is not None:
-            bad = [i for i in layers if i >= n_layers or i < 0]
-            if bad:
-                raise ValueError(
-                    f"--addrop-layers {','.join(map(str, layers))}: layer(s) {bad} out of range "
-                    f"for {kind} attention with {n_layers} layers (0-{n_layers - 1})"
-                )
-        selected += [s for s in of_kind if layers is None or s.layer in layers]
-    return selected
+    return select_from(sites, kinds, layers, model_name)
 
 
 def kinds_of(sites: Sequence[AttentionSite]) -> Dict[str, int]:
