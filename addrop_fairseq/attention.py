@@ -1,26 +1,30 @@
 """The MultiheadAttention override: record probability maps, or apply drop masks, on demand.
 
 fairseq's ``MultiheadAttention`` takes ``F.multi_head_attention_forward`` in training, which
-hides the per-head probabilities. :func:`install` swaps the class of the selected modules
-for a subclass with two seams, both idle unless a :func:`recording` or :func:`masking`
-context is open:
+hides the per-head probabilities. While a :func:`recording` or :func:`masking` context is
+open, the selected modules get a subclass with three seams on fairseq's explicit path:
 
 * ``apply_sparse_mask`` sees the pre-softmax scores ``[B*H, T, S]``: masking mode fills the
   dropped keys there (before fairseq's own padding fill);
-* a forward pre-hook on ``dropout_module`` sees the post-softmax, pre-dropout probabilities:
-  recording mode keeps them (in the graph) or substitutes given maps (integrated gradients).
+* a forward pre-hook on ``dropout_module`` sees the post-softmax probabilities *before*
+  attention dropout (what AA attributes);
+* a forward hook on ``dropout_module`` sees its output, the probabilities *after* attention
+  dropout: the tensor that multiplies V. GA and IGA differentiate this one, as the
+  reference code does (its BERT returned ``attention_probs`` after ``self.dropout``); the
+  gradient w.r.t. the pre-dropout map is the dropout mask times this one, so every entry
+  attention dropout removed would get attribution exactly 0.
 
-While a context is open the module takes fairseq's explicit path (``skip_embed_dim_check``),
-otherwise it runs the stock code unchanged: bit-identical outputs, fast path, incremental
-decoding and static kv untouched. No parameter or buffer is added, so state_dict keys and
-checkpoints stay stock fairseq.
+Outside a context the modules are stock: the class is swapped back and the hooks removed
+when the context closes, so fairseq's code runs unchanged (fast path, incremental decoding,
+TorchScript). No parameter or buffer is added: state_dict keys and checkpoints stay stock.
 
 The hooks (:class:`Recorder`, :class:`Masker`) see only ``[B, H, T, S]`` tensors and a
 ``module`` carrying ``_addrop_index``, so any attention implementation (e.g. a HuggingFace
 attention function) can drive them: a module is a *site* once it has an ``_addrop_hook``
 attribute, and its attention code calls ``hook.scores(module, scores, valid)`` before softmax
-(when ``hook.needs_scores``) and ``hook.probs(module, probs)`` before attention dropout (when
-``hook.needs_probs``).
+(when ``hook.needs_scores``), ``hook.probs(module, probs)`` before attention dropout (when
+``hook.needs_probs``) and ``hook.attended(module, probs)`` after it (when
+``hook.needs_attended``), continuing with what each returns.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +55,7 @@ class AttentionSite:
 
 
 class _ADDropMixin:
-    """Adds the two seams to a MultiheadAttention class; idle while ``_addrop_hook`` is None."""
+    """The seams of a MultiheadAttention class, on while a recording/masking context is open."""
 
     _addrop_hook = None
 
@@ -107,15 +111,32 @@ def _addrop_class(cls: type) -> type:
     return _CLASSES[cls]
 
 
+def _per_head(attention: MultiheadAttention, probs: Tensor) -> Tensor:
+    bh, tgt_len, src_len = probs.shape
+    return probs.view(bh // attention.num_heads, attention.num_heads, tgt_len, src_len)
+
+
 def _probs_pre_hook(attention: MultiheadAttention):
+    """Before attention dropout: ``hook.probs`` (AA's attention weights)."""
+
     def hook(_dropout, args):
         active = attention._addrop_hook
         if active is None or not active.needs_probs:
             return None
         probs = args[0]
-        bh, tgt_len, src_len = probs.shape
-        shape = (bh // attention.num_heads, attention.num_heads, tgt_len, src_len)
-        return (active.probs(attention, probs.view(shape)).reshape(probs.shape),) + tuple(args[1:])
+        return (active.probs(attention, _per_head(attention, probs)).reshape(probs.shape),) + tuple(args[1:])
+
+    return hook
+
+
+def _attended_hook(attention: MultiheadAttention):
+    """After attention dropout: ``hook.attended`` (the tensor that multiplies V; GA, IGA)."""
+
+    def hook(_dropout, _args, output):
+        active = attention._addrop_hook
+        if active is None or not active.needs_attended:
+            return None
+        return active.attended(attention, _per_head(attention, output)).reshape(output.shape)
 
     return hook
 
@@ -128,7 +149,8 @@ def find_attention(model: nn.Module) -> List[AttentionSite]:
     ``encoder.sentence_encoder.layers.3.self_attn`` for RoBERTa).
     """
     sites = []
-    for name, module in model.named_modules():
+    # remove_duplicate=False: a module shared by layers shows up at each of its places
+    for name, module in model.named_modules(remove_duplicate=False):
         if not isinstance(module, MultiheadAttention):
             continue
         parts = name.split(".")
@@ -149,10 +171,18 @@ def find_attention(model: nn.Module) -> List[AttentionSite]:
     return sites
 
 
-def default_kinds(model: nn.Module) -> List[str]:
-    """Every self-attention kind the model has (encoder-self, and decoder-self if any)."""
-    present = {s.kind for s in find_attention(model)}
-    return [k for k in ("encoder-self", "decoder-self") if k in present] or ["encoder-self"]
+def default_kinds(model_or_sites) -> List[str]:
+    """``--addrop-attention auto``: encoder self-attention, as the reference code does.
+
+    Its translation code masks the encoder's self-attention only (the decoder masking is
+    commented out); classification and tagging models have nothing else. A model without an
+    encoder stack gets its decoder self-attention.
+    """
+    found = model_or_sites if isinstance(model_or_sites, (list, tuple)) else find_attention(model_or_sites)
+    present = {s.kind for s in found}
+    if "encoder-self" in present or "decoder-self" not in present:
+        return ["encoder-self"]
+    return ["decoder-self"]
 
 
 def parse_kinds(spec: Union[str, Sequence[str]]) -> List[str]:
@@ -220,15 +250,48 @@ def select_from(
 
 
 def install(sites: Sequence[AttentionSite]) -> None:
-    """Give each site's module the AD-DROP seams (idempotent; the modules stay idle)."""
+    """Make the sites drivable by :func:`recording` / :func:`masking`; the modules stay stock.
+
+    Refuses a module that serves several sites or is called at several places (one attention
+    module shared by layers, as in ALBERT): its maps would overwrite each other.
+    """
+    seen: Dict[int, str] = {}
     for site in sites:
-        module = site.module
-        if isinstance(module, _ADDropMixin):
-            continue
-        module.__class__ = _addrop_class(type(module))
-        module._addrop_hook = None
-        module._addrop_masks = None
-        module.dropout_module.register_forward_pre_hook(_probs_pre_hook(module))
+        if id(site.module) in seen:
+            raise ValueError(
+                f"AD-DROP: {site.name} and {seen[id(site.module)]} are one shared attention module; "
+                "models that reuse an attention module across layers are not supported"
+            )
+        seen[id(site.module)] = site.name
+        if not hasattr(site.module, "_addrop_hook"):
+            site.module._addrop_hook = None
+
+
+def _attach(site: AttentionSite, index: int, hook) -> list:
+    """Turn a site's seams on for ``hook``; returns what :func:`_detach` needs to undo it."""
+    module = site.module
+    module._addrop_index = index
+    module._addrop_hook = hook
+    if not isinstance(module, MultiheadAttention):  # e.g. HuggingFace: its code calls the hook
+        return []
+    stock_class = type(module)
+    module.__class__ = _addrop_class(stock_class)
+    module._addrop_masks = None
+    handles = [
+        module.dropout_module.register_forward_pre_hook(_probs_pre_hook(module)),
+        module.dropout_module.register_forward_hook(_attended_hook(module)),
+    ]
+    return [stock_class] + handles
+
+
+def _detach(site: AttentionSite, undo: list) -> None:
+    module = site.module
+    module._addrop_hook = None
+    if undo:
+        stock_class, *handles = undo
+        for handle in handles:
+            handle.remove()
+        module.__class__ = stock_class
 
 
 def valid_keys(module, tgt_len: int, src_len: int, bsz: int, device) -> Tensor:
@@ -263,29 +326,42 @@ def valid_keys(module, tgt_len: int, src_len: int, bsz: int, device) -> Tensor:
 class Recorder:
     """Recording mode: keeps each site's probability map [B, H, T, S] (or substitutes one).
 
-    Attention code calls ``probs(module, probs[B, H, T, S])`` with the post-softmax,
-    pre-dropout probabilities and continues with what it returns.
+    ``point="attended"`` records the probabilities after attention dropout (the tensor that
+    multiplies V: what GA and IGA differentiate); ``point="softmax"`` the ones before it (AA).
+    ``replacements[i]`` (a tensor, or None to run normally) replaces site i's map at that
+    point. A site that did not run (e.g. skipped by LayerDrop) records None.
     """
 
     needs_scores = False
-    needs_probs = True
+    POINTS = ("attended", "softmax")
 
-    def __init__(self, n_sites: int, replacements: Optional[Sequence[Tensor]] = None):
+    def __init__(self, n_sites: int, replacements: Optional[Sequence[Optional[Tensor]]] = None,
+                 point: str = "attended"):
+        if point not in self.POINTS:
+            raise ValueError(f"point must be one of {self.POINTS}, got {point!r}")
         self.maps: List[Optional[Tensor]] = [None] * n_sites
         self.replacements = replacements
+        self.needs_probs = point == "softmax"
+        self.needs_attended = point == "attended"
 
-    def probs(self, module, probs: Tensor) -> Tensor:
+    def _take(self, module, probs: Tensor) -> Tensor:
         idx = module._addrop_index
-        if self.replacements is not None:
+        if self.maps[idx] is not None:
+            raise RuntimeError(
+                f"AD-DROP: attention site {idx} ran twice in one forward pass; models that call "
+                "one attention module several times (shared layers) are not supported"
+            )
+        if self.replacements is not None and self.replacements[idx] is not None:
             probs = self.replacements[idx].to(probs.dtype)
         self.maps[idx] = probs
         return probs
 
-    def result(self) -> List[Tensor]:
-        missing = [i for i, m in enumerate(self.maps) if m is None]
-        if missing:
-            raise RuntimeError(f"AD-DROP: attention sites {missing} did not run in the forward pass")
-        return self.maps
+    probs = _take
+    attended = _take
+
+    def result(self) -> List[Optional[Tensor]]:
+        """One map per site, None for a site that did not run."""
+        return list(self.maps)
 
 
 # make_drop(site_index, valid[B, H, T, S]) -> bool drop mask [B, H, T, S]
@@ -297,42 +373,54 @@ class Masker:
 
     Attention code calls ``scores(module, scores[B, H, T, S], valid[B, 1 or H, T, S])`` with
     the pre-softmax scores and the keys each query may attend, and continues with the result.
+    ``query_valid[i]`` ([B, T] or None) marks site i's real query rows where the module
+    cannot tell them itself (encoder-decoder attention does not see the decoder's padding).
     """
 
     needs_scores = True
     needs_probs = False
+    needs_attended = False
 
-    def __init__(self, make_drop: DropMaker):
+    def __init__(self, make_drop: DropMaker, query_valid: Optional[Sequence[Optional[Tensor]]] = None):
         self.make_drop = make_drop
+        self.query_valid = query_valid
 
     def scores(self, module, scores: Tensor, valid: Tensor) -> Tensor:
-        drop = self.make_drop(module._addrop_index, valid.expand(scores.shape))
+        idx = module._addrop_index
+        rows = self.query_valid[idx] if self.query_valid is not None else None
+        if rows is not None:
+            valid = valid & rows.to(valid.device)[:, None, :, None]
+        drop = self.make_drop(idx, valid.expand(scores.shape))
         return scores.masked_fill(drop, drop_fill_value(scores.dtype))
 
 
 @contextmanager
 def _driving(sites: Sequence[AttentionSite], hook):
-    for i, site in enumerate(sites):
+    for site in sites:
         if not hasattr(site.module, "_addrop_hook"):
             raise RuntimeError(f"AD-DROP seams not installed on {site.name}; call install() first")
-        site.module._addrop_index = i
-        site.module._addrop_hook = hook
+    undo = []
     try:
+        for i, site in enumerate(sites):
+            undo.append(_attach(site, i, hook))
         yield hook
     finally:
-        for site in sites:
-            site.module._addrop_hook = None
+        for site, u in zip(sites, undo):
+            _detach(site, u)
 
 
 @contextmanager
-def recording(sites: Sequence[AttentionSite], replacements: Optional[Sequence[Tensor]] = None):
-    """Within the block, forward passes record (or substitute) the sites' probability maps."""
-    with _driving(sites, Recorder(len(sites), replacements)) as rec:
+def recording(sites: Sequence[AttentionSite], replacements: Optional[Sequence[Optional[Tensor]]] = None,
+              point: str = "attended"):
+    """Within the block, forward passes record (or substitute) the sites' probability maps
+    at ``point`` (see :class:`Recorder`)."""
+    with _driving(sites, Recorder(len(sites), replacements, point)) as rec:
         yield rec
 
 
 @contextmanager
-def masking(sites: Sequence[AttentionSite], make_drop: DropMaker):
+def masking(sites: Sequence[AttentionSite], make_drop: DropMaker,
+            query_valid: Optional[Sequence[Optional[Tensor]]] = None):
     """Within the block, forward passes drop the keys ``make_drop`` picks at each site."""
-    with _driving(sites, Masker(make_drop)) as masker:
+    with _driving(sites, Masker(make_drop, query_valid)) as masker:
         yield masker

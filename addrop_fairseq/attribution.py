@@ -45,9 +45,17 @@ def regression_target(predictions: Tensor, gold: Tensor) -> Tensor:
     return -F.mse_loss(predictions.view(-1).float(), gold.view(-1).float(), reduction="sum")
 
 
-def pseudo_labels(scores: Tensor) -> Tensor:
-    """Eq. 4: the arg-max class, detached (labels are fixed, never differentiated)."""
-    return scores.detach().argmax(dim=-1)
+def pseudo_labels(scores: Tensor, excluded: Sequence[int] = ()) -> Tensor:
+    """Eq. 4: the arg-max class, detached (labels are fixed, never differentiated).
+
+    ``excluded``: classes the model's prediction never outputs (e.g. a tag dictionary's
+    special symbols), so pseudo labels are labels the model can predict.
+    """
+    scores = scores.detach()
+    if len(excluded):
+        scores = scores.clone()
+        scores[..., list(excluded)] = float("-inf")
+    return scores.argmax(dim=-1)
 
 
 # ---------------------------------------------------------------------------- methods
@@ -58,18 +66,24 @@ class AttributionForward(Protocol):
 
     ``forward(None)`` runs the model once with the selected attention maps recorded and
     returns ``(target, maps)``: the scalar target (pseudo labels fixed at the first call) and
-    the per-module post-softmax, pre-dropout probability maps, part of the graph.
-    ``forward(replacements)`` runs the model with each selected map *replaced* by the given
-    tensor (same shapes, same order) and returns ``(target, replacements)``.
+    one map per site, part of the graph: the probabilities *after* attention dropout (the
+    tensor that multiplies V), or, with ``point="softmax"``, the ones before it. A site that
+    did not run (LayerDrop) has None.
+    ``forward(replacements)`` runs the model with site i's map *replaced* by
+    ``replacements[i]`` (same shape; None = run that site normally) and returns
+    ``(target, maps)`` with the replacements in place.
     """
 
-    def __call__(self, replacements: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, List[Tensor]]:
+    def __call__(
+        self, replacements: Optional[Sequence[Optional[Tensor]]] = None, point: str = "attended"
+    ) -> Tuple[Tensor, List[Optional[Tensor]]]:
         ...
 
 
-# A method returns one attribution per map, or None for "no attribution": the candidate
-# region is then drawn at random (the RD ablation), which needs no first pass at all.
-AttributionMethod = Callable[..., Optional[List[Tensor]]]
+# A method returns one attribution per map (None for a site that did not run), or None for
+# "no attribution": the candidate region is then drawn at random (the RD ablation), which
+# needs no first pass at all.
+AttributionMethod = Callable[..., Optional[List[Optional[Tensor]]]]
 
 ATTRIBUTION_REGISTRY: Dict[str, AttributionMethod] = {}
 
@@ -77,8 +91,9 @@ ATTRIBUTION_REGISTRY: Dict[str, AttributionMethod] = {}
 def register_attribution(name: str):
     """Decorator: make ``--addrop-attribution NAME`` use this function.
 
-    The function is called as ``fn(forward, steps=..., generator=...)`` and returns a list
-    with one tensor per recorded map (same shape), or None for a random region.
+    The function is called as ``fn(forward, steps=..., grad=...)`` (``grad(target, maps)`` is
+    :func:`gradients` or a loss-scaled equivalent for low-precision models) and returns a
+    list with one tensor per recorded map (same shape), or None for a random region.
     """
 
     def wrap(fn: AttributionMethod) -> AttributionMethod:
@@ -99,55 +114,128 @@ def get_attribution(name: str) -> AttributionMethod:
         ) from None
 
 
-def gradients(target: Tensor, maps: Sequence[Tensor]) -> List[Tensor]:
+def gradients(target: Tensor, maps: Sequence[Optional[Tensor]], retain_graph: bool = False) -> List[Optional[Tensor]]:
     """d target / d map for every map in ONE autograd call; no parameter gradients, graph freed.
 
-    A map the target does not depend on gets zeros.
+    A map the target does not depend on gets zeros; a None map (a site that did not run)
+    gets None.
     """
-    grads = torch.autograd.grad(target, list(maps), allow_unused=True)
-    return [torch.zeros_like(m) if g is None else g for m, g in zip(maps, grads)]
+    live = [m for m in maps if m is not None]
+    if not live:  # no site ran (LayerDrop skipped them all)
+        return [None] * len(maps)
+    grads = iter(torch.autograd.grad(target, live, allow_unused=True, retain_graph=retain_graph))
+    out: List[Optional[Tensor]] = []
+    for m in maps:
+        if m is None:
+            out.append(None)
+        else:
+            g = next(grads)
+            out.append(torch.zeros_like(m) if g is None else g)
+    return out
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class ScaledGradients:
+    """:func:`gradients` for half-precision models: the target is scaled before the backward.
+
+    In fp16 the small gradients at the attention maps underflow to exact zeros, and tied
+    zeros are all candidates, which silently turns AD-DROP into random dropout. The ranking
+    per row is scale-invariant, so the target is multiplied by a dynamic scale (as a loss
+    scaler does): halved and retried while any gradient overflows, doubled after
+    ``growth_interval`` clean calls. Results come back in float32, divided by the scale.
+    float32 maps are differentiated unscaled (bit-identical to :func:`gradients`).
+    """
+
+    def __init__(self, init_scale: float = 2.0 ** 15, growth_interval: int = 100, min_scale: float = 2.0 ** -24):
+        self.scale = float(init_scale)
+        self.growth_interval = growth_interval
+        self.min_scale = min_scale
+        self.clean = 0
+
+    def __call__(self, target: Tensor, maps: Sequence[Optional[Tensor]]) -> List[Optional[Tensor]]:
+        if not any(m is not None and m.dtype in LOW_PRECISION for m in maps):
+            return gradients(target, maps)
+        target = target.float()
+        while True:
+            grads = gradients(target * self.scale, maps, retain_graph=True)
+            if all(g is None or bool(torch.isfinite(g).all()) for g in grads):
+                break
+            if self.scale / 2 < self.min_scale:
+                raise FloatingPointError("AD-DROP: attribution gradients are not finite at any scale")
+            self.scale /= 2
+            self.clean = 0
+        scale = self.scale
+        self.clean += 1
+        if self.clean >= self.growth_interval:
+            self.scale *= 2
+            self.clean = 0
+        return [None if g is None else g.float() / scale for g in grads]
 
 
 @register_attribution("ga")
-def gradient_attribution(forward: AttributionForward, **_) -> List[Tensor]:
-    """Eq. 5 / Eq. 8: the plain gradient of the target at the maps."""
+def gradient_attribution(forward: AttributionForward, grad=gradients, **_) -> List[Optional[Tensor]]:
+    """Eq. 5 / Eq. 8: the plain gradient of the target at the maps (after attention dropout)."""
     with torch.enable_grad():
         target, maps = forward(None)
-        return gradients(target, maps)
+        return grad(target, maps)
+
+
+@register_attribution("ga_per_layer")
+def per_layer_gradient_attribution(forward: AttributionForward, grad=gradients, **_) -> List[Optional[Tensor]]:
+    """GA as the reference code computes it: one forward, then one autograd call per map
+    (``retain_graph`` between them). Same values as ``ga``, k backward passes instead of
+    one: the baseline of the step benchmark and a reference for tests, not a training choice.
+    """
+    with torch.enable_grad():
+        target, maps = forward(None)
+        live = [i for i, m in enumerate(maps) if m is not None]
+        out: List[Optional[Tensor]] = [None] * len(maps)
+        for n, i in enumerate(live):
+            (g,) = torch.autograd.grad(target, [maps[i]], allow_unused=True, retain_graph=n < len(live) - 1)
+            out[i] = torch.zeros_like(maps[i]) if g is None else g
+        return out
 
 
 @register_attribution("iga")
 def integrated_gradient_attribution(
-    forward: AttributionForward, steps: int = 20, **_
-) -> List[Tensor]:
-    """Eq. 3: B = A/m * sum_k dF(k/m A)/d(k/m A), all selected maps scaled together.
+    forward: AttributionForward, steps: int = 20, grad=gradients, **_
+) -> List[Optional[Tensor]]:
+    """Eq. 3, per layer: B_l = A_l/m * sum_k dF(k/m A_l)/d(k/m A_l).
 
-    The gradient is taken w.r.t. the scaled map fed to the model (not alpha times the
-    gradient at A). The maps A come from one unscaled pass without a graph; the pseudo
-    labels stay those of that pass. The model's train/eval mode is left as it is.
+    For each site l, m passes replace l's map by k/m A_l while every other site runs
+    normally (Hao et al.'s self-attention attribution); the gradient is taken w.r.t. the
+    scaled map fed to the model (not alpha times the gradient at A). The maps A come from
+    one unscaled pass without a graph; the pseudo labels stay those of that pass. The
+    model's train/eval mode is left as it is. Cost: 1 + (number of sites) x m passes.
     """
     if steps < 1:
         raise ValueError(f"integrated gradients needs steps >= 1, got {steps}")
     with torch.no_grad():
         _, maps = forward(None)
-    base = [m.detach() for m in maps]
-    total = [torch.zeros_like(a) for a in base]
+    base = [None if m is None else m.detach() for m in maps]
+    out: List[Optional[Tensor]] = [None] * len(base)
     with torch.enable_grad():
-        for k in range(1, steps + 1):
-            alpha = k / steps
-            scaled = [(alpha * a).requires_grad_(True) for a in base]
-            target, _ = forward(scaled)
-            for acc, g in zip(total, gradients(target, scaled)):
-                acc.add_(g)
-    return [a * t / steps for a, t in zip(base, total)]
+        for i, a in enumerate(base):
+            if a is None:
+                continue
+            total = torch.zeros_like(a, dtype=torch.float32)
+            for k in range(1, steps + 1):
+                replacements: List[Optional[Tensor]] = [None] * len(base)
+                replacements[i] = (a * (k / steps)).requires_grad_(True)
+                target, _ = forward(replacements)
+                total.add_(grad(target, [replacements[i]])[0])
+            out[i] = a.float() * total / steps
+    return out
 
 
 @register_attribution("aa")
-def attention_attribution(forward: AttributionForward, **_) -> List[Tensor]:
-    """The AA ablation: the attention probabilities themselves (before attention dropout)."""
+def attention_attribution(forward: AttributionForward, **_) -> List[Optional[Tensor]]:
+    """The AA ablation: the attention weights themselves (before attention dropout)."""
     with torch.no_grad():
-        _, maps = forward(None)
-    return [m.detach() for m in maps]
+        _, maps = forward(None, point="softmax")
+    return [None if m is None else m.detach() for m in maps]
 
 
 @register_attribution("rd")

@@ -48,25 +48,32 @@ def _compact(mask: Tensor) -> Tensor:
 
 
 def _candidates(attribution: Tensor, valid: Tensor, p: float, strategy: str):
-    """Eq. 6 and what the drop step reuses: (candidates, scores with invalid keys at the
-    dtype's max, n valid keys per row)."""
+    """Eq. 6 and what the drop step reuses: (candidates, rank scores with invalid keys at the
+    dtype's max (the lowest-ranked candidate has the smallest), n valid keys per row)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    check_rate("p", p)
     if attribution.shape != valid.shape:
         valid = valid.expand_as(attribution)
     scores = attribution.detach().float()
-    if strategy == "low":
-        scores = -scores
+    big = torch.finfo(scores.dtype).max
     n = _compact(valid).sum(dim=-1, keepdim=True)  # [..., T, 1] (broadcast dims kept at 1)
-    k = threshold_index(n, p)
-    # invalid keys sort last so that position k of the sorted row is among the valid ones
-    filled = torch.where(valid, scores, torch.finfo(scores.dtype).max)
-    sorted_scores = filled.sort(dim=-1).values
-    index = k.clamp(max=scores.size(-1) - 1).expand(scores.shape[:-1] + (1,))
-    thresh = sorted_scores.gather(-1, index)
-    # no candidate where k == n: a NaN threshold compares False with every score
-    thresh = thresh.masked_fill(k >= n, float("nan"))
-    return valid & (scores >= thresh), filled, n
+    if strategy == "high":
+        k = threshold_index(n, p)
+        # invalid keys sort last so that position k of the sorted row is among the valid ones
+        filled = torch.where(valid, scores, big)
+        thresh = filled.sort(dim=-1).values.gather(-1, k.clamp(max=scores.size(-1) - 1).expand(scores.shape[:-1] + (1,)))
+        # no candidate where k == n: a NaN threshold compares False with every score
+        thresh = thresh.masked_fill(k >= n, float("nan"))
+        return valid & (scores >= thresh), filled, n
+    # "low", as the reference code's prior experiment: the keys strictly below the
+    # int(p n)-th smallest (0-based), i.e. the int(p n) lowest (fewer on ties); all of them
+    # when int(p n) >= n
+    k = torch.floor(n.to(torch.float64) * float(p) + 1e-9).to(torch.long)
+    ascending = torch.where(valid, scores, big).sort(dim=-1).values
+    thresh = ascending.gather(-1, k.clamp(max=scores.size(-1) - 1).expand(scores.shape[:-1] + (1,)))
+    thresh = thresh.masked_fill(k >= n, float("inf"))
+    return valid & (scores < thresh), torch.where(valid, -scores, big), n
 
 
 def candidate_region(
@@ -74,9 +81,9 @@ def candidate_region(
 ) -> Tensor:
     """Eq. 6: per row, the valid keys whose attribution is >= the k-th smallest, k = int(n(1-p)).
 
-    ``strategy="low"`` (the paper's prior experiment) mirrors it: the keys whose attribution
-    is <= the k-th largest, i.e. about n*p lowest-attribution keys. Ties at the threshold are
-    all candidates, as in the original code.
+    Ties at the threshold are all candidates, as in the original code. ``strategy="low"``
+    (the paper's prior experiment) follows the reference code's drop-low: the keys strictly
+    below the int(p n)-th smallest, i.e. the int(p n) lowest-attribution keys (fewer on ties).
     """
     return _candidates(attribution, valid, p, strategy)[0]
 

@@ -54,6 +54,12 @@ class TokenOutputs:
         )
         self.ignore_prefix_size = cfg.ignore_prefix_size
         self.pad = self.loss.padding_idx
+        # classes prediction never outputs, declared by the task (sequence_tagging: the tag
+        # dictionary's specials); translation keeps the full vocabulary, as the reference code
+        self.excluded = list(getattr(task, "addrop_unpredictable_labels", ()))
+
+    def pseudo_labels(self, lprobs: Tensor) -> Tensor:
+        return attribution.pseudo_labels(lprobs, self.excluded)
 
     def scores(self, model, sample) -> Tuple[Tensor, Tensor, Tensor]:
         """(log-probs [B, T, V], gold [B, T], real positions [B, T])."""
@@ -82,6 +88,9 @@ class SentenceOutputs:
         )
         self.head = cfg.classification_head_name
         self.regression = regression
+
+    def pseudo_labels(self, logits: Tensor) -> Tensor:
+        return attribution.pseudo_labels(logits)
 
     def scores(self, model, sample) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         logits, _ = model(

@@ -59,14 +59,6 @@ def get_parser():
     return p
 
 
-def per_layer_ga(forward, **_):
-    """GA with one autograd.grad call per recorded map (the original code's loop)."""
-    with torch.enable_grad():
-        target, maps = forward(None)
-        grads = [torch.autograd.grad(target, m, retain_graph=True)[0] for m in maps]
-    return grads
-
-
 def prepare(args, workdir: Path):
     import csv
 
@@ -119,6 +111,7 @@ def main(argv=None):
     model.train()
     criterion.begin_epoch(1, model)  # selects the sites, switches MiniLM to "addrop" attention
     ga = criterion.method
+    from addrop_fairseq.attribution import get_attribution
     stock = getattr(model.hf, "_addrop_stock_attn", None) or "sdpa"
 
     def step(variant):
@@ -129,7 +122,7 @@ def main(argv=None):
         if variant in ("plain", "plain_stock_attn"):
             loss, _, _ = criterion.outputs.loss(model, sample)
         else:
-            criterion.method = per_layer_ga if variant == "addrop_ga_per_layer" else ga
+            criterion.method = get_attribution("ga_per_layer") if variant == "addrop_ga_per_layer" else ga
             loss, _, log = criterion(model, sample)
             assert log["addrop_active"] == 1
         loss.backward()

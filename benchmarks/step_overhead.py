@@ -12,9 +12,12 @@ d=256, 4 heads, ffn 1024) and one synthetic batch (64 sentences x 32 tokens, len
   encoder-self + decoder-self, the attribution of ``--attribution``: GA is one
   ``torch.autograd.grad`` call over all recorded maps;
 * ``addrop_ga_per_layer``: GA with one ``autograd.grad(retain_graph=True)`` call per map,
-  as the original AD-DROP code does (registered here as attribution ``ga_per_layer``);
+  as the original AD-DROP code does (the package's attribution ``ga_per_layer``);
 * ``addrop_aa`` / ``addrop_rd``: the AA (attention weights, no-grad first pass) and RD
-  (random region, no first pass) ablations, for reference.
+  (random region, no first pass) ablations, for reference;
+* ``addrop_iga`` (ask for it in ``--variants``): per-layer integrated gradients, Eq. 3, with
+  ``--ig-steps`` m: 1 + (maps x m) forward passes per step (paper Table 7: x99-x126 with all
+  layers, x15 with the first).
 
 Variants run round-robin: each repetition runs every variant once, in an order rotated at
 every repetition, so load on a shared machine hits all of them alike. After ``--warmup``
@@ -39,8 +42,9 @@ batch and seed): one untimed step, then ``--memory-steps`` measured steps.
 ``--breakdown`` additionally times the phases of the AD-DROP step (pass-1 forward, the
 ``autograd.grad`` call(s), mask generation, pass-2 forward, backward) by wrapping the
 functions the criterion calls, and ``--profile`` prints a torch.profiler operator table of
-the AD-DROP step. The last line printed is ``<method>_all_layers_vs_plain = X.XX`` (the
-ratio of medians), e.g. ``ga_all_layers_vs_plain = X.XX``.
+the AD-DROP step. The summary lines are ``<method>_all_layers_vs_plain = X.XX`` for the
+main variant (the ratio of medians), e.g. ``ga_all_layers_vs_plain = X.XX``, then
+``<method>_vs_plain = X.XX`` for every other AD-DROP variant (``iga_vs_plain``, ...).
 
 Example (2 CPU cores)::
 
@@ -77,23 +81,6 @@ import addrop_fairseq  # noqa: E402,F401  (registers addrop_ce)
 from addrop_fairseq import attribution, masks  # noqa: E402
 
 
-# ---------------------------------------------------------------------------- per-layer GA
-
-
-@attribution.register_attribution("ga_per_layer")
-def per_layer_gradient_attribution(forward, **_):
-    """GA the way the original AD-DROP code takes it: one autograd.grad call per map."""
-    with torch.enable_grad():
-        target, maps = forward(None)
-        grads = []
-        for i, m in enumerate(maps):
-            (g,) = torch.autograd.grad(
-                target, [m], retain_graph=i < len(maps) - 1, allow_unused=True
-            )
-            grads.append(torch.zeros_like(m) if g is None else g)
-        return grads
-
-
 # ---------------------------------------------------------------------------- setup
 
 REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd")
@@ -127,7 +114,8 @@ def criterion_args(variant, args):
         raise ValueError(f"unknown variant {variant!r}")
     method = variant[len("addrop_"):]
     attribution.get_attribution(method)  # fail early with the known names
-    return common + ["--addrop-schedule", "always", "--addrop-attribution", method]
+    return common + ["--addrop-schedule", "always", "--addrop-attribution", method,
+                     "--addrop-ig-steps", args.ig_steps]
 
 
 def model_args(args):
@@ -484,6 +472,7 @@ def build_parser():
     p.add_argument("--attribution", default="ga", help="attribution method of the main variant")
     p.add_argument("--addrop-layers", default="all")
     p.add_argument("--addrop-attention", default="encoder-self,decoder-self")
+    p.add_argument("--ig-steps", type=int, default=20, help="m of the addrop_iga variant (per-layer IGA)")
     p.add_argument("--p", type=float, default=0.3)
     p.add_argument("--q", type=float, default=0.3)
     p.add_argument("--variants", default=",".join(REFERENCE_VARIANTS),
@@ -592,6 +581,9 @@ def main(argv=None):
     if main_variant in times:
         ratio = statistics.median(times[main_variant]) / plain_med
         print(f"{args.attribution}_all_layers_vs_plain = {ratio:.2f}")
+    for v in variants:
+        if v.startswith("addrop_") and v not in (main_variant, "addrop_off"):
+            print(f"{v[len('addrop_'):]}_vs_plain = {statistics.median(times[v]) / plain_med:.2f}")
 
 
 if __name__ == "__main__":

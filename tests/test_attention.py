@@ -34,7 +34,13 @@ def test_idle_override_is_bit_identical(tiny):
     task, stock = tiny
     patched = copy.deepcopy(stock)
     sites = all_sites(patched)
-    assert len(sites) == 6 and all(type(s.module) is not MultiheadAttention for s in sites)
+    # idle modules are the stock class, with no hook on their dropout: nothing of ours runs
+    assert len(sites) == 6 and all(type(s.module) is MultiheadAttention for s in sites)
+    assert all(not s.module.dropout_module._forward_hooks and not s.module.dropout_module._forward_pre_hooks for s in sites)
+    with attention.masking(sites, lambda i, valid: torch.zeros_like(valid)):
+        assert all(type(s.module) is not MultiheadAttention for s in sites)
+    assert all(type(s.module) is MultiheadAttention for s in sites)
+    assert all(not s.module.dropout_module._forward_hooks and not s.module.dropout_module._forward_pre_hooks for s in sites)
     assert list(patched.state_dict().keys()) == list(stock.state_dict().keys())
     sample = translation_batch(task)
     for mode in ("train", "eval"):

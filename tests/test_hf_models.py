@@ -100,7 +100,7 @@ def test_sites_through_the_wrapper(marian):
     assert model.hf.config._attn_implementation == "addrop"
     assert sorted((s.kind, s.layer) for s in sites) == sorted(
         (k, i) for k in ("encoder-self", "decoder-self", "encoder-decoder") for i in range(2))
-    assert [s.kind for s in model.addrop_attention_sites(None, [1])] == ["encoder-self", "decoder-self"]
+    assert [s.kind for s in model.addrop_attention_sites(None, [1])] == ["encoder-self"]  # auto: the reference default
     with pytest.raises(ValueError, match="out of range"):
         model.addrop_attention_sites(None, [5])
 

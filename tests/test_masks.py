@@ -15,23 +15,26 @@ from addrop_fairseq.masks import (
 
 
 def reference_candidates(attr, valid, p, strategy="high"):
-    """Loop over rows: sort the valid attributions, take position int(n(1-p)) as threshold."""
+    """Loop over rows. high (Eq. 6): sort the valid attributions, the keys >= the value at
+    position int(n(1-p)). low (the reference code's prior experiment): the keys strictly below
+    the value at position int(p n), all of them when int(p n) >= n."""
     out = torch.zeros_like(valid)
     flat_a, flat_v, flat_o = attr.reshape(-1, attr.size(-1)), valid.reshape(-1, valid.size(-1)), out.view(-1, out.size(-1))
     for r in range(flat_a.size(0)):
         idx = [j for j in range(flat_a.size(1)) if flat_v[r, j]]
         n = len(idx)
-        # exact rational arithmetic for int(n(1-p)) with p given as a decimal
-        k = math.floor(n * (1 - p) + 1e-9)
-        if k >= n:
-            continue
         vals = [float(flat_a[r, j]) for j in idx]
         if strategy == "high":
+            # exact rational arithmetic for int(n(1-p)) with p given as a decimal
+            k = math.floor(n * (1 - p) + 1e-9)
+            if k >= n:
+                continue
             thresh = sorted(vals)[k]
             chosen = [j for j, v in zip(idx, vals) if v >= thresh]
         else:
-            thresh = sorted(vals, reverse=True)[k]
-            chosen = [j for j, v in zip(idx, vals) if v <= thresh]
+            k = math.floor(n * p + 1e-9)
+            thresh = sorted(vals)[k] if k < n else math.inf
+            chosen = [j for j, v in zip(idx, vals) if v < thresh]
         for j in chosen:
             flat_o[r, j] = True
     return out
@@ -129,8 +132,30 @@ def test_drop_low_keeps_the_highest_when_row_would_empty():
     valid = torch.ones_like(attr, dtype=torch.bool)
     drop = addrop_drop_mask(attr, valid, 1.0, 1.0, strategy="low")
     assert drop.tolist() == [[True, True, False]]
-    drop = addrop_drop_mask(attr, valid, 0.3, 1.0, strategy="low")  # k=int(3*.7)=2 -> the lowest one
+    drop = addrop_drop_mask(attr, valid, 0.4, 1.0, strategy="low")  # int(3*.4)=1 -> the lowest one
     assert drop.tolist() == [[True, False, False]]
+    drop = addrop_drop_mask(attr, valid, 0.3, 1.0, strategy="low")  # int(3*.3)=0 -> none
+    assert drop.tolist() == [[False, False, False]]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.3, 0.5, 0.6, 0.75, 0.9])
+def test_drop_low_count_is_the_reference_codes(p):
+    """The reference code's drop-low takes the int(p n) lowest keys (strict comparison), not
+    n - int(n(1-p)): n=10, p=0.25 drops 2 keys (the mirror of Eq. 6 would drop 3)."""
+    for n in range(1, 13):
+        gen = torch.Generator().manual_seed(n)
+        attr = torch.randperm(12, generator=gen).float()[None]  # distinct values
+        valid = (torch.arange(12) < n)[None]
+        drop = addrop_drop_mask(attr, valid, p, 1.0, strategy="low")
+        count = math.floor(p * n + 1e-9)
+        count = min(count, n - 1)  # a row never loses all of its keys
+        assert int(drop.sum()) == count, (n, p)
+        lowest = attr[0, :n].argsort()[:count]
+        assert drop[0, lowest].all() and not (drop & ~valid).any()
+    # ties at the threshold are kept (strict comparison): fewer keys
+    attr = torch.tensor([[0.0, 1.0, 1.0, 1.0, 2.0]])
+    drop = addrop_drop_mask(attr, torch.ones_like(attr, dtype=torch.bool), 0.6, 1.0, strategy="low")
+    assert drop.tolist() == [[True, False, False, False, False]]
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])

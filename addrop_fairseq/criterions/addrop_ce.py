@@ -38,7 +38,7 @@ class ADDropCriterionConfig(FairseqDataclass):
         default="auto",
         metadata={
             "help": "comma-separated attention kinds among encoder-self, decoder-self, "
-            "encoder-decoder; 'auto' = every self-attention the model has"
+            "encoder-decoder; 'auto' = encoder self-attention (the reference code's choice, for translation too)"
         },
     )
     addrop_attribution: str = field(
@@ -85,6 +85,19 @@ def unwrap(model):
     return model
 
 
+def refuse_activation_checkpointing(model) -> None:
+    """Activation checkpointing recomputes layers in the backward, after pass 2's masks are
+    gone (and pass 1's maps would have no graph): refuse it before the first update."""
+    checkpointed = any(hasattr(m, "precheckpoint_forward") for m in model.modules())
+    hf = [m for m in model.modules() if getattr(m, "is_gradient_checkpointing", False) is True]
+    if checkpointed or hf:
+        raise ValueError(
+            "--criterion addrop_ce cannot be combined with --checkpoint-activations (or HuggingFace "
+            "gradient checkpointing): checkpointed layers are recomputed in the backward pass without "
+            "AD-DROP's masks. Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size."
+        )
+
+
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
 class ADDropCriterion(FairseqCriterion):
     def __init__(self, cfg: ADDropCriterionConfig, task):
@@ -101,6 +114,7 @@ class ADDropCriterion(FairseqCriterion):
         if cfg.addrop_labels == "gold" and self.kind == "regression":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         self.cfg = cfg
+        self.grad = attribution.ScaledGradients()  # fp16/bf16 maps: a scaled target, no underflow
         self.epoch = 1
         self.num_updates = 0
         self.sites: Optional[List[attention.AttentionSite]] = None
@@ -122,13 +136,15 @@ class ADDropCriterion(FairseqCriterion):
             model = unwrap(model)
             # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
             # sites itself; fairseq MultiheadAttention models get the override installed
+            refuse_activation_checkpointing(model)
             own = getattr(model, "addrop_attention_sites", None)
             if own is not None:
-                self.sites = own(self.kinds, self.layers)
+                sites = own(self.kinds, self.layers)
             else:
                 kinds = self.kinds or attention.default_kinds(model)
-                self.sites = attention.select_sites(model, kinds, self.layers)
-                attention.install(self.sites)
+                sites = attention.select_sites(model, kinds, self.layers)
+            attention.install(sites)
+            self.sites = sites
         return self.sites
 
     def addrop_now(self) -> bool:
@@ -154,12 +170,14 @@ class ADDropCriterion(FairseqCriterion):
                 attr = torch.rand(valid.shape, device=valid.device)
             else:  # each map's attribution is used once: let it go as soon as it is
                 attr, attributions[i] = attributions[i], None
+                if attr is None:  # the site did not run in pass 1 (LayerDrop): no mask
+                    return torch.zeros_like(valid)
             drop = masks.addrop_drop_mask(attr, valid, self.p, self.q, self.cfg.addrop_drop)
             counts["dropped"] += drop.sum()
             counts["valid"] += valid.sum()
             return drop
 
-        with attention.masking(sites, make_drop):
+        with attention.masking(sites, make_drop, self.query_valid(sample, sites)):
             loss, sample_size, log = self.outputs.loss(model, sample, reduce=reduce)
         log.update(
             addrop_steps=1,
@@ -169,20 +187,32 @@ class ADDropCriterion(FairseqCriterion):
         )
         return loss, sample_size, log
 
+    def query_valid(self, sample, sites):
+        """Per site, the real query rows it cannot see itself: encoder-decoder attention gets
+        the decoder's padding from ``prev_output_tokens``; other sites None."""
+        if not any(s.kind == "encoder-decoder" for s in sites):
+            return None
+        prev = sample["net_input"].get("prev_output_tokens")
+        if prev is None:
+            return None
+        real = prev.ne(self.task.target_dictionary.pad())
+        return [real if s.kind == "encoder-decoder" else None for s in sites]
+
     def attribute(self, model, sample, sites):
-        """One attribution tensor [B, H, T, S] per site, or None for a random region."""
+        """One attribution tensor [B, H, T, S] per site (None where the site did not run in
+        pass 1), or None for a random region."""
         labels = None
         use_gold = self.cfg.addrop_labels == "gold"
 
-        def forward(replacements=None):
+        def forward(replacements=None, point="attended"):
             nonlocal labels
-            with attention.recording(sites, replacements) as rec:
+            with attention.recording(sites, replacements, point) as rec:
                 scores, gold, real = self.outputs.scores(model, sample)
             if labels is None:
-                labels = gold if use_gold else attribution.pseudo_labels(scores)
+                labels = gold if use_gold else self.outputs.pseudo_labels(scores)
             return self.outputs.target(scores, labels, real, gold), rec.result()
 
-        result = self.method(forward, steps=self.cfg.addrop_ig_steps, generator=None)
+        result = self.method(forward, steps=self.cfg.addrop_ig_steps, grad=self.grad)
         if result is None:
             return None
         result = list(result)

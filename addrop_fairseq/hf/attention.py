@@ -21,7 +21,9 @@ the fairseq override:
   pre-softmax scores (``needs_scores``), ``valid`` being the keys the mask allows (and, for
   self-attention, no key at all for a padded query);
 * ``probs = hook.probs(module, probs[B,H,T,S])`` on the post-softmax, pre-dropout
-  probabilities (``needs_probs``), continuing with what it returns.
+  probabilities (``needs_probs``), continuing with what it returns;
+* ``dropped = hook.attended(module, dropped[B,H,T,S])`` on the probabilities after attention
+  dropout, the tensor that multiplies V (``needs_attended``; what GA and IGA differentiate).
 
 A model is switched with ``model.set_attn_implementation("addrop")`` only when AD-DROP
 asks for its sites; until then (and in ``fairseq-generate``) it is untouched.
@@ -31,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..attention import KINDS, AttentionSite, select_from
+from ..attention import KINDS, AttentionSite, default_kinds, select_from
 from . import _compat
 
 NAME = "addrop"
@@ -112,6 +114,8 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     if hook is not None and hook.needs_probs:
         probs = hook.probs(module, probs)
     dropped = nn.functional.dropout(probs, p=dropout, training=module.training)
+    if hook is not None and hook.needs_attended:
+        dropped = hook.attended(module, dropped)
     out = torch.matmul(dropped, value).transpose(1, 2).contiguous()
     return out, probs
 
@@ -203,7 +207,11 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
     sites, seen, count = [], set(), {k: 0 for k in KINDS}
     for module, q_len, kv_len in calls:
         if id(module) in seen:
-            continue
+            raise ValueError(
+                f"{type(hf_model).__name__} ({hf_model.config.model_type}) calls the attention module "
+                f"{names.get(id(module), type(module).__name__)} several times in one forward pass "
+                "(layers sharing parameters, as in ALBERT): AD-DROP needs one attention map per module"
+            )
         seen.add(id(module))
         if in_encoder is None or id(module) in in_encoder:
             kind = "encoder-self"
@@ -221,13 +229,12 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
 
 def select(sites: Sequence[AttentionSite], kinds: Optional[Sequence[str]], layers: Optional[Sequence[int]],
            model_name: str) -> List[AttentionSite]:
-    """The sites of ``kinds`` (None: every self-attention kind present) at ``layers`` (None: all).
+    """The sites of ``kinds`` (None: ``--addrop-attention auto``) at ``layers`` (None: all).
 
     ValueErrors name the problem, as :func:`addrop_fairseq.attention.select_sites` does.
     """
-    have = sorted({s.kind for s in sites}, key=KINDS.index)
     if kinds is None:
-        kinds = [k for k in ("encoder-self", "decoder-self") if k in have]
+        kinds = default_kinds(list(sites))
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"--addrop-attention: unknown kind {kind!r}; choose from {KINDS}")

@@ -90,6 +90,11 @@ class SequenceTaggingTask(FairseqTask):
         return cls(cfg, token_dict, tag_dict, meta)
 
     @property
+    def addrop_unpredictable_labels(self):
+        """addrop_ce: pseudo labels come from the tags prediction can output (no specials)."""
+        return range(self.tag_dict.nspecial)
+
+    @property
     def source_dictionary(self):
         return self.token_dict
 
