@@ -71,11 +71,13 @@ class AttributionForward(Protocol):
     did not run (LayerDrop) has None.
     ``forward(replacements)`` runs the model with site i's map *replaced* by
     ``replacements[i]`` (same shape; None = run that site normally) and returns
-    ``(target, maps)`` with the replacements in place.
+    ``(target, maps)`` with the replacements in place. ``repeat=r`` runs the batch tiled r
+    times along dim 0 (replacements then have r times the batch), the labels tiled alike.
     """
 
     def __call__(
-        self, replacements: Optional[Sequence[Optional[Tensor]]] = None, point: str = "attended"
+        self, replacements: Optional[Sequence[Optional[Tensor]]] = None, point: str = "attended",
+        repeat: int = 1,
     ) -> Tuple[Tensor, List[Optional[Tensor]]]:
         ...
 
@@ -91,7 +93,7 @@ ATTRIBUTION_REGISTRY: Dict[str, AttributionMethod] = {}
 def register_attribution(name: str):
     """Decorator: make ``--addrop-attribution NAME`` use this function.
 
-    The function is called as ``fn(forward, steps=..., grad=...)`` (``grad(target, maps)`` is
+    The function is called as ``fn(forward, steps=..., grad=..., batch=...)`` (``grad(target, maps)`` is
     :func:`gradients` or a loss-scaled equivalent for low-precision models) and returns a
     list with one tensor per recorded map (same shape), or None for a random region.
     """
@@ -200,7 +202,7 @@ def per_layer_gradient_attribution(forward: AttributionForward, grad=gradients, 
 
 @register_attribution("iga")
 def integrated_gradient_attribution(
-    forward: AttributionForward, steps: int = 20, grad=gradients, **_
+    forward: AttributionForward, steps: int = 20, grad=gradients, batch: int = 1, **_
 ) -> List[Optional[Tensor]]:
     """Eq. 3, per layer: B_l = A_l/m * sum_k dF(k/m A_l)/d(k/m A_l).
 
@@ -208,7 +210,9 @@ def integrated_gradient_attribution(
     normally (Hao et al.'s self-attention attribution); the gradient is taken w.r.t. the
     scaled map fed to the model (not alpha times the gradient at A). The maps A come from
     one unscaled pass without a graph; the pseudo labels stay those of that pass. The
-    model's train/eval mode is left as it is. Cost: 1 + (number of sites) x m passes.
+    model's train/eval mode is left as it is. Cost: 1 + (number of sites) x m passes; with
+    ``batch`` > 1 that many alpha steps share one pass over a tiled batch
+    (``forward(..., repeat=r)``), the same number of examples in fewer, larger passes.
     """
     if steps < 1:
         raise ValueError(f"integrated gradients needs steps >= 1, got {steps}")
@@ -221,11 +225,16 @@ def integrated_gradient_attribution(
             if a is None:
                 continue
             total = torch.zeros_like(a, dtype=torch.float32)
-            for k in range(1, steps + 1):
+            for first in range(1, steps + 1, max(1, batch)):
+                ks = range(first, min(first + max(1, batch), steps + 1))
                 replacements: List[Optional[Tensor]] = [None] * len(base)
-                replacements[i] = (a * (k / steps)).requires_grad_(True)
-                target, _ = forward(replacements)
-                total.add_(grad(target, [replacements[i]])[0])
+                replacements[i] = torch.cat([a * (k / steps) for k in ks]).requires_grad_(True)
+                if len(ks) == 1:
+                    target, _ = forward(replacements)
+                else:
+                    target, _ = forward(replacements, repeat=len(ks))
+                g = grad(target, [replacements[i]])[0]
+                total.add_(g.view(len(ks), *a.shape).sum(0))
             out[i] = a.float() * total / steps
     return out
 

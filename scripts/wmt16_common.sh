@@ -10,14 +10,12 @@
 #   4 encode     pieces for train/valid/test                         OUT/data/spm/
 #   5 binarise   fairseq-preprocess --joined-dictionary              OUT/data-bin/
 #   6 train      baseline and AD-DROP, same seed and flags           OUT/checkpoints/RUN/
-#   7 generate   fairseq-generate (no --user-dir) + hypotheses       OUT/eval/RUN.hyp.TGT
+#   7 generate   fairseq-generate (--user-dir: safe loading only)    OUT/eval/RUN.hyp.TGT
 #   8 score      sacrebleu BLEU/chrF/length ratio vs the untouched   OUT/eval/results.{json,md}
 #                references in OUT/data/raw/test.TGT
 
 WMT_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WMT_HELPER="$WMT_REPO/addrop_fairseq/mt/wmt16.py"
-# fairseq pickles its config into checkpoints; torch >= 2.6 refuses that by default
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 
 wmt16_usage() {
     cat <<EOF
@@ -102,7 +100,7 @@ wmt16_main() {
     set -euo pipefail
     WMT_PY=${PYTHON:-python3}
     : "${WMT_VOCAB:=32000}" "${WMT_CORPORA_TEXT:=see addrop_fairseq/mt/wmt16.py}"
-    WMT_ADDROP_ARGS_DEFAULT="--addrop-p 0.3 --addrop-q 0.3 --addrop-layers all --addrop-attention encoder-self,decoder-self --addrop-attribution ga"
+    WMT_ADDROP_ARGS_DEFAULT="--addrop-p 0.3 --addrop-q 0.3 --addrop-layers all --addrop-attribution ga"
 
     # ------------------------------------------------------------------ options
     local smoke=0 a
@@ -335,7 +333,10 @@ wmt16_main() {
     done
 
     # ------------------------------------------------------------------ 7 generate
-    # stock fairseq-generate, no --user-dir: the checkpoints are plain fairseq transformers
+    # stock fairseq-generate on plain fairseq transformers. --user-dir only so that torch's
+    # weights-only loading accepts fairseq's checkpoint (the plugin allowlists the config's
+    # argparse.Namespace and the metrics' numpy arrays; see addrop_fairseq/safe_loading.py);
+    # nothing of the plugin runs in generation
     local -a gen_cmd hyp_specs=()
     read -r -a gen_cmd <<<"$(wmt_fairseq_cmd generate)"
     mkdir -p "$evaldir"
@@ -348,7 +349,7 @@ wmt16_main() {
         fi
         wmt_begin "7/8 ($run)" "fairseq-generate on test with checkpoint_$which_ckpt.pt"
         local -a gen=("${gen_cmd[@]}" "$bin" --path "$out/checkpoints/$run/checkpoint_$which_ckpt.pt"
-            --gen-subset test --source-lang "$S" --target-lang "$T"
+            --user-dir "$WMT_REPO/addrop_fairseq" --gen-subset test --source-lang "$S" --target-lang "$T"
             --beam "$beam" --lenpen "$lenpen" --max-len-a 1.2 --max-len-b 10
             --remove-bpe sentencepiece --max-tokens 8000 --seed "$seed" "${gpu_flags[@]}"
             --required-batch-size-multiple 1)

@@ -13,8 +13,12 @@ from addrop_fairseq.attribution import gradients, register_attribution
 
 
 @register_attribution("grad_x_attn")
-def gradient_times_attention(forward, **_):
-    """Gradient x input: A * dF/dA, i.e. integrated gradients with a single step."""
+def gradient_times_attention(forward, grad=gradients, **_):
+    """Gradient x input: A * dF/dA, i.e. integrated gradients with a single step.
+
+    ``grad`` is the criterion's gradient function (loss-scaled for fp16/bf16 models); a map is
+    None where its layer did not run (LayerDrop).
+    """
     with torch.enable_grad():
         target, maps = forward(None)
-        return [m.detach() * g for m, g in zip(maps, gradients(target, maps))]
+        return [None if m is None else m.detach() * g for m, g in zip(maps, grad(target, maps))]

@@ -49,6 +49,11 @@ class ADDropCriterionConfig(FairseqDataclass):
         },
     )
     addrop_ig_steps: int = field(default=20, metadata={"help": "integrated-gradient steps (iga)"})
+    addrop_ig_batch: int = field(
+        default=1,
+        metadata={"help": "iga: alpha steps run together in one pass, the batch tiled that many "
+                  "times (faster on GPU, that many times the memory of a forward)"},
+    )
     addrop_labels: ChoiceEnum(["pseudo", "gold"]) = field(
         default="pseudo", metadata={"help": "labels the attribution is taken for"}
     )
@@ -76,6 +81,22 @@ class ADDropCriterionConfig(FairseqDataclass):
         default="sentence_classification_head",
         metadata={"help": "classification head (sentence_prediction)"},
     )
+
+
+def tile_sample(sample, repeat: int):
+    """``sample`` with its batch repeated ``repeat`` times along dim 0 (net_input and target)."""
+    bsz = sample["net_input"]["src_tokens"].size(0)
+
+    def tile(x):
+        if torch.is_tensor(x) and x.dim() > 0 and x.size(0) == bsz:
+            return x.repeat(repeat, *[1] * (x.dim() - 1))
+        return x
+
+    out = dict(sample)
+    out["net_input"] = {k: tile(v) for k, v in sample["net_input"].items()}
+    if "target" in sample:
+        out["target"] = tile(sample["target"])
+    return out
 
 
 def unwrap(model):
@@ -107,6 +128,8 @@ class ADDropCriterion(FairseqCriterion):
         self.method = attribution.get_attribution(cfg.addrop_attribution)
         if cfg.addrop_ig_steps < 1:
             raise ValueError(f"--addrop-ig-steps must be >= 1, got {cfg.addrop_ig_steps}")
+        if cfg.addrop_ig_batch < 1:
+            raise ValueError(f"--addrop-ig-batch must be >= 1, got {cfg.addrop_ig_batch}")
         schedule.check_schedule(cfg.addrop_schedule, cfg.addrop_cross_period)
         self.kinds = None if cfg.addrop_attention == "auto" else attention.parse_kinds(cfg.addrop_attention)
         self.layers = attention.parse_layers(cfg.addrop_layers)
@@ -204,15 +227,18 @@ class ADDropCriterion(FairseqCriterion):
         labels = None
         use_gold = self.cfg.addrop_labels == "gold"
 
-        def forward(replacements=None, point="attended"):
+        def forward(replacements=None, point="attended", repeat=1):
             nonlocal labels
+            batch = sample if repeat == 1 else tile_sample(sample, repeat)
             with attention.recording(sites, replacements, point) as rec:
-                scores, gold, real = self.outputs.scores(model, sample)
-            if labels is None:
+                scores, gold, real = self.outputs.scores(model, batch)
+            if labels is None:  # the first (unscaled, untiled) pass fixes the labels
                 labels = gold if use_gold else self.outputs.pseudo_labels(scores)
-            return self.outputs.target(scores, labels, real, gold), rec.result()
+            tiled = labels if repeat == 1 else labels.repeat(repeat, *[1] * (labels.dim() - 1))
+            return self.outputs.target(scores, tiled, real, gold), rec.result()
 
-        result = self.method(forward, steps=self.cfg.addrop_ig_steps, grad=self.grad)
+        result = self.method(forward, steps=self.cfg.addrop_ig_steps, grad=self.grad,
+                             batch=self.cfg.addrop_ig_batch)
         if result is None:
             return None
         result = list(result)

@@ -1,0 +1,217 @@
+"""The criterion's wiring, pinned: the masks pass 2 applies are exactly
+``addrop_drop_mask(attribution of pass 1, valid keys, p, q, strategy)`` for every site, with
+the attribution and the valid keys computed here independently of the criterion; the
+drop-fraction counts; the cross period; the regression target's sign.
+
+Dropout is 0 in these models, so the only random draws of a step are the masks' (in site
+order): re-seeding reproduces them exactly.
+"""
+import pytest
+import torch
+
+from addrop_fairseq import attention
+from addrop_fairseq.masks import addrop_drop_mask, drop_fill_value
+from fairseq_builders import (
+    TINY_ROBERTA,
+    TINY_TRANSFORMER,
+    build,
+    sentence_batch,
+    sentence_prediction_dir,
+    translation_batch,
+    translation_dir,
+)
+
+P, Q = 0.6, 0.3  # p != q: swapping them changes the masks
+NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
+
+
+@pytest.fixture(scope="module")
+def tdir(tmp_path_factory):
+    return translation_dir(tmp_path_factory.mktemp("dict"))
+
+
+@pytest.fixture(scope="module")
+def spdir(tmp_path_factory):
+    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
+
+
+@pytest.fixture
+def applied(monkeypatch):
+    """{site index: the drop mask pass 2 applied}, read off the scores the seam returns."""
+    seen = {}
+    original = attention.Masker.scores
+
+    def spy(self, module, scores, valid):
+        out = original(self, module, scores, valid)
+        fill = drop_fill_value(scores.dtype)
+        seen[module._addrop_index] = (out == fill) & (scores != fill)
+        return out
+
+    monkeypatch.setattr(attention.Masker, "scores", spy)
+    return seen
+
+
+class Taps:
+    """Test-local seam: explicit attention path on ``modules``, ``dropout_module``'s input
+    (``before``: softmax probabilities) or output (after attention dropout) per head."""
+
+    def __init__(self, modules, before=False):
+        self.modules, self.before, self.maps, self.handles = modules, before, {}, []
+
+    def __enter__(self):
+        for i, m in enumerate(self.modules):
+            m.skip_embed_dim_check = True
+            heads = m.num_heads
+            if self.before:
+                def pre(_mod, args, i=i, heads=heads):
+                    self.maps[i] = args[0].view(-1, heads, *args[0].shape[1:])
+                self.handles.append(m.dropout_module.register_forward_pre_hook(pre))
+            else:
+                def post(_mod, _args, out, i=i, heads=heads):
+                    per_head = out.view(-1, heads, *out.shape[1:])
+                    self.maps[i] = per_head
+                    return per_head.reshape(out.shape)
+                self.handles.append(m.dropout_module.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        for m in self.modules:
+            m.skip_embed_dim_check = False
+
+
+def maps_and_target(model, sample, modules, target_fn, before=False):
+    with Taps(modules, before) as taps:
+        out = model(**sample["net_input"])
+    return [taps.maps[i] for i in range(len(modules))], target_fn(out)
+
+
+def encoder_valid(src_tokens, pad, heads):
+    real = src_tokens.ne(pad)
+    return (real[:, None, :, None] & real[:, None, None, :]).expand(-1, heads, -1, -1)
+
+
+def token_target(sample, pad):
+    def fn(out):
+        logits = out[0].float()
+        labels = logits.detach().argmax(-1)
+        real = sample["target"].ne(pad)
+        return logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)[real].sum()
+    return fn
+
+
+def build_translation(tdir, *extra):
+    torch.manual_seed(0)
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + NO_DROPOUT + [
+        "--criterion", "addrop_ce", "--addrop-schedule", "always",
+        "--addrop-p", str(P), "--addrop-q", str(Q), *extra])
+    model.train()
+    return task, model, crit
+
+
+def check_masks(crit, model, sample, applied, attributions, valid, strategy="high", seed=5):
+    torch.manual_seed(seed)
+    _, _, log = crit(model, sample)
+    torch.manual_seed(seed)
+    expected = [addrop_drop_mask(a, valid, P, Q, strategy) for a in attributions]
+    assert sorted(applied) == list(range(len(expected)))
+    for i, e in enumerate(expected):
+        assert torch.equal(applied[i], e), f"site {i}"
+    # addrop_drop_frac's counts: dropped keys over the valid keys of the masked maps
+    assert int(log["addrop_dropped"]) == sum(int(e.sum()) for e in expected)
+    assert int(log["addrop_valid"]) == len(expected) * int(valid.sum())
+    return log
+
+
+@pytest.mark.parametrize("strategy", ["high", "low"])
+def test_ga_masks_are_eq_6_7_of_the_pass_one_gradient(tdir, applied, strategy):
+    task, model, crit = build_translation(tdir, "--addrop-drop", strategy)
+    sample = translation_batch(task, bsz=4, src_len=9, tgt_len=7)
+    pad = task.source_dictionary.pad()
+    modules = [s.module for s in crit.prepare(model)]
+    maps, target = maps_and_target(model, sample, modules, token_target(sample, task.target_dictionary.pad()))
+    grads = torch.autograd.grad(target, maps)
+    check_masks(crit, model, sample, applied, grads, encoder_valid(sample["net_input"]["src_tokens"], pad, 2), strategy)
+
+
+def test_aa_masks_use_the_attention_weights(tdir, applied):
+    task, model, crit = build_translation(tdir, "--addrop-attribution", "aa")
+    sample = translation_batch(task, bsz=4, src_len=9, tgt_len=7)
+    modules = [s.module for s in crit.prepare(model)]
+    with torch.no_grad():
+        maps, _ = maps_and_target(model, sample, modules, lambda out: None, before=True)
+    valid = encoder_valid(sample["net_input"]["src_tokens"], task.source_dictionary.pad(), 2)
+    check_masks(crit, model, sample, applied, maps, valid)
+
+
+def test_rd_masks_are_a_random_region(tdir, applied):
+    task, model, crit = build_translation(tdir, "--addrop-attribution", "rd")
+    sample = translation_batch(task, bsz=4, src_len=9, tgt_len=7)
+    crit.prepare(model)
+    valid = encoder_valid(sample["net_input"]["src_tokens"], task.source_dictionary.pad(), 2)
+    torch.manual_seed(9)
+    crit(model, sample)
+    torch.manual_seed(9)
+    for i in range(2):
+        region = torch.rand(valid.shape)
+        assert torch.equal(applied[i], addrop_drop_mask(region, valid, P, Q)), f"site {i}"
+
+
+def build_classifier(spdir, *extra, regression=False):
+    torch.manual_seed(0)
+    args = TINY_ROBERTA + NO_DROPOUT + ["--criterion", "addrop_ce", "--addrop-schedule", "always",
+                                        "--addrop-p", str(P), "--addrop-q", str(Q), *extra]
+    args += ["--regression-target", "--num-classes", "1"] if regression else ["--num-classes", "2"]
+    _, task, model, crit = build(spdir, args, task="sentence_prediction", arch="roberta")
+    model.register_classification_head("sentence_classification_head", num_classes=1 if regression else 2)
+    model.train()
+    return task, model, crit
+
+
+def classifier_out(model, sample):
+    return model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head")[0]
+
+
+@pytest.mark.parametrize("labels", ["pseudo", "gold"])
+def test_classification_masks_follow_the_labels_logit(spdir, applied, labels):
+    task, model, crit = build_classifier(spdir, "--addrop-labels", labels)
+    sample = sentence_batch(task, bsz=5, length=9)
+    modules = [s.module for s in crit.prepare(model)]
+    with Taps(modules) as taps:
+        logits = classifier_out(model, sample)
+    chosen = sample["target"] if labels == "gold" else logits.detach().argmax(-1)
+    # gold labels that differ from the pseudo labels somewhere: the two checks are different
+    assert not torch.equal(sample["target"], logits.detach().argmax(-1))
+    target = logits.gather(-1, chosen.view(-1, 1)).sum()  # Eq. 5
+    grads = torch.autograd.grad(target, [taps.maps[0], taps.maps[1]])
+    valid = encoder_valid(sample["net_input"]["src_tokens"], task.source_dictionary.pad(), 2)
+    check_masks(crit, model, sample, applied, grads, valid)
+
+
+def test_regression_target_is_minus_the_squared_error(spdir, applied):
+    task, model, crit = build_classifier(spdir, regression=True)
+    sample = sentence_batch(task, bsz=5, length=9, regression=True)
+    sites = crit.prepare(model)
+    got = crit.attribute(model, sample, sites)
+    with Taps([s.module for s in sites]) as taps:
+        pred = classifier_out(model, sample).view(-1).float()
+    loss = sum((pred[i] - sample["target"][i]) ** 2 for i in range(len(pred)))  # written out
+    grads = torch.autograd.grad(-loss, [taps.maps[0], taps.maps[1]])
+    for g, r in zip(got, grads):
+        torch.testing.assert_close(g, r)
+        assert r.abs().sum() > 0
+
+
+def test_cross_period_alternates_updates_through_the_criterion(tdir):
+    torch.manual_seed(0)
+    _, task, model, crit = build(tdir, TINY_TRANSFORMER + NO_DROPOUT + [
+        "--criterion", "addrop_ce", "--addrop-cross-period", "2"])
+    model.train()
+    task.begin_epoch(1, model)  # an odd epoch: without the period every update would be plain
+    sample = translation_batch(task)
+    active = []
+    for update in range(6):
+        crit.set_update_num(update)
+        active.append(crit(model, sample)[2]["addrop_active"])
+    assert active == [0, 0, 1, 1, 0, 0]
