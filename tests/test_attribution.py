@@ -1,4 +1,6 @@
 """Attribution targets and methods on a real (tiny) fairseq transformer, against slow references."""
+import math
+
 import pytest
 import torch
 
@@ -18,21 +20,43 @@ def translation(tmp_path_factory):
     return task, model, crit, sites
 
 
-def per_map_gradients(target, maps):
-    """The original code's way: one autograd call per layer."""
-    return [torch.autograd.grad(target, m, retain_graph=True)[0] for m in maps]
+@pytest.fixture(scope="module")
+def translation_all_kinds(tmp_path_factory):
+    """The tiny transformer with AD-DROP on every attention kind (encoder-self, causal
+    decoder-self, encoder-decoder), so that references see each kind's masks."""
+    torch.manual_seed(0)
+    d = translation_dir(tmp_path_factory.mktemp("dict_all"))
+    cfg, task, model, crit = build(d, TINY_TRANSFORMER + NO_DROPOUT + [
+        "--criterion", "addrop_ce", "--addrop-attention", "encoder-self,decoder-self,encoder-decoder"])
+    model.train()
+    sites = crit.prepare(model)
+    assert sorted({s.kind for s in sites}) == ["decoder-self", "encoder-decoder", "encoder-self"]
+    return task, model, crit, sites
 
 
-def test_one_call_equals_per_layer_calls(translation):
-    task, model, crit, sites = translation
+def per_layer_reference(model, sample, sites, pad):
+    """The original code's way, built independently of the criterion: for each layer its own
+    forward pass, its own target (the summed log-probability of each real position's arg-max
+    class, computed here from the logits) and one autograd call for that layer's map only."""
+    grads = []
+    for layer in range(len(sites)):
+        with attention.recording(sites) as rec:
+            logits, _ = model(**sample["net_input"])
+        lprobs = logits.float().log_softmax(-1)
+        labels = logits.detach().argmax(-1)
+        real = sample["target"].ne(pad)
+        target = lprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[real].sum()
+        grads.append(torch.autograd.grad(target, rec.result()[layer])[0])
+    return grads
+
+
+def test_one_call_equals_per_layer_calls(translation_all_kinds):
+    task, model, crit, sites = translation_all_kinds
     sample = translation_batch(task)
     one = crit.attribute(model, sample, sites)
-    crit.method = lambda forward, **_: per_map_gradients(*forward(None))
-    try:
-        many = crit.attribute(model, sample, sites)
-    finally:
-        crit.method = attribution.get_attribution("ga")
-    assert len(one) == len(sites) == 4
+    # dropout is 0, so every forward pass below computes the same maps as the criterion's
+    many = per_layer_reference(model, sample, sites, task.target_dictionary.pad())
+    assert len(one) == len(many) == len(sites) == 6
     for a, b in zip(one, many):
         assert a.shape == b.shape and a.dim() == 4
         torch.testing.assert_close(a, b)
@@ -75,53 +99,37 @@ def test_pseudo_target_ignores_padding():
     assert value.item() == pytest.approx(lprobs[0, :2].max(-1).values.sum().item() + lprobs[1, 0].max().item())
 
 
-def slow_integrated_gradients(crit, model, sample, sites, steps):
-    """Eq. 3 literally: for k = 1..m, run with maps k/m*A, grad per map at the scaled map."""
-    with torch.no_grad(), attention.recording(sites) as rec:
-        scores, gold, real = crit.outputs.scores(model, sample)
-    labels = attribution.pseudo_labels(scores)
-    A = [m.detach() for m in rec.result()]
-    total = [torch.zeros_like(a) for a in A]
-    for k in range(1, steps + 1):
-        for layer in range(len(A)):
-            scaled = [(k / steps * a).requires_grad_() for a in A]
-            with attention.recording(sites, replacements=scaled):
-                scores, gold, real = crit.outputs.scores(model, sample)
-            target = crit.outputs.target(scores, labels, real, gold)
-            total[layer] += torch.autograd.grad(target, scaled[layer])[0]
-    return [a / steps * t for a, t in zip(A, total)], labels
-
-
-def test_iga_matches_slow_loop_and_completeness(translation):
+def test_iga_satisfies_completeness_per_layer(translation):
+    """Per-layer IGA (Eq. 3; the slow loop is in test_faithful.py): for each layer l, the sum
+    of B_l is F(A) - F(A with l's map at 0), up to the Riemann-sum error."""
     task, model, crit, sites = translation
     sample = translation_batch(task)
-    ref, labels = slow_integrated_gradients(crit, model, sample, sites, steps=3)
-    crit.method = attribution.get_attribution("iga")
-    try:
-        got = attribution.integrated_gradient_attribution(
-            lambda r=None: _forward(crit, model, sample, sites, labels, r), steps=3
-        )
-        # completeness: sum of attributions ~ F(A) - F(0)
-        many = attribution.integrated_gradient_attribution(
-            lambda r=None: _forward(crit, model, sample, sites, labels, r), steps=20
-        )
-    finally:
-        crit.method = attribution.get_attribution("ga")
-    for a, r in zip(got, ref):
-        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-6)
+    with torch.no_grad(), attention.recording(sites) as rec:
+        scores, _, _ = crit.outputs.scores(model, sample)
+    labels = attribution.pseudo_labels(scores)
+    steps = 20
+    many = attribution.integrated_gradient_attribution(
+        lambda r=None, point="attended", repeat=1: _forward(crit, model, sample, sites, labels, r), steps=steps
+    )
     with torch.no_grad():
         f_a, maps = _forward(crit, model, sample, sites, labels, None)
-        f_0, _ = _forward(crit, model, sample, sites, labels, [torch.zeros_like(m) for m in maps])
-    # Eq. 3 is a right Riemann sum of g(alpha) = A . grad F(alpha A); with (g(0) - g(1)) / 2m
-    # added it is the trapezoid rule, which converges as 1/m^2
-    def g(alpha):
-        scaled = [(alpha * m.detach()).requires_grad_() for m in maps]
-        value, _ = _forward(crit, model, sample, sites, labels, scaled)
-        grads = torch.autograd.grad(value, scaled)
-        return sum((m * gr).sum() for m, gr in zip(maps, grads)).item()
+    for layer, b in enumerate(many):
+        only = [None] * len(maps)
+        only[layer] = torch.zeros_like(maps[layer])
+        with torch.no_grad():
+            f_0, _ = _forward(crit, model, sample, sites, labels, only)
 
-    trapezoid = sum(a.sum() for a in many).item() + (g(0.0) - g(1.0)) / (2 * 20)
-    assert trapezoid == pytest.approx((f_a - f_0).item(), rel=1e-2)
+        # Eq. 3 is a right Riemann sum of g(alpha) = A_l . grad F(alpha A_l); with
+        # (g(0) - g(1)) / 2m added it is the trapezoid rule, which converges as 1/m^2
+        def g(alpha):
+            scaled = [None] * len(maps)
+            scaled[layer] = (alpha * maps[layer].detach()).requires_grad_()
+            value, _ = _forward(crit, model, sample, sites, labels, scaled)
+            (grad,) = torch.autograd.grad(value, [scaled[layer]])
+            return (maps[layer] * grad).sum().item()
+
+        trapezoid = b.sum().item() + (g(0.0) - g(1.0)) / (2 * steps)
+        assert trapezoid == pytest.approx((f_a - f_0).item(), rel=1e-2), layer
 
 
 def _forward(crit, model, sample, sites, labels, replacements):
@@ -152,18 +160,64 @@ def test_methods_keep_model_mode(translation, mode, method):
         assert len(out) == len(sites)
 
 
-def test_aa_is_the_attention_probabilities(translation):
-    task, model, crit, sites = translation
+_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "incremental_state", "need_weights", "static_kv", "attn_mask")
+
+
+def manual_attention_probs(module, call):
+    """softmax(Q K^T / sqrt(d)) of one fairseq MultiheadAttention call, from its inputs and
+    weights alone: [B, H, T, S], padded keys and masked (causal) entries at 0."""
+    assert module.bias_k is None and not module.add_zero_attn
+    query, key = call["query"], call["key"] if call.get("key") is not None else call["query"]
+    tgt_len, bsz, _ = query.shape
+    heads, head_dim = module.num_heads, module.head_dim
+    q = module.q_proj(query).view(tgt_len, bsz, heads, head_dim).permute(1, 2, 0, 3)
+    k = module.k_proj(key).view(key.size(0), bsz, heads, head_dim).permute(1, 2, 0, 3)
+    scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(head_dim)  # [B, H, T, S]
+    attn_mask = call.get("attn_mask")
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask.float()
+    kpm = call.get("key_padding_mask")
+    if kpm is not None:
+        scores = scores.masked_fill(kpm.bool()[:, None, None, :], float("-inf"))
+    return scores.softmax(-1)
+
+
+def test_aa_is_the_attention_probabilities(translation_all_kinds):
+    """AA's maps are the model's attention probabilities, recomputed here from each attention
+    module's inputs (captured by a pre-hook) and its q/k projections, in eval mode."""
+    task, model, crit, sites = translation_all_kinds
     sample = translation_batch(task)
+    calls = {}
+
+    def capture(i):
+        def hook(module, args, kwargs):
+            calls[i] = {**dict(zip(_MHA_ARGS, args)), **kwargs}
+        return hook
+
+    handles = [s.module.register_forward_pre_hook(capture(i), with_kwargs=True) for i, s in enumerate(sites)]
     crit.method = attribution.get_attribution("aa")
+    model.eval()
     try:
         maps = crit.attribute(model, sample, sites)
     finally:
         crit.method = attribution.get_attribution("ga")
-    for m in maps:
-        sums = m.sum(-1)
-        assert not m.requires_grad
-        torch.testing.assert_close(sums[sums > 0], torch.ones_like(sums[sums > 0]))
+        model.train()
+        for h in handles:
+            h.remove()
+    assert len(maps) == len(sites) == len(calls) == 6
+    pad = task.source_dictionary.pad()
+    assert sample["net_input"]["src_tokens"].eq(pad).any()  # padded keys are in the comparison
+    with torch.no_grad():
+        for i, (site, m) in enumerate(zip(sites, maps)):
+            assert not m.requires_grad
+            want = manual_attention_probs(site.module, calls[i])
+            assert m.shape == want.shape, site.name
+            torch.testing.assert_close(m, want.to(m.dtype), atol=1e-6, rtol=1e-5)
+            if site.kind == "decoder-self":  # causal: no weight above the diagonal
+                assert float(m.triu(1).abs().max()) == 0.0
 
 
 @pytest.fixture(scope="module")
