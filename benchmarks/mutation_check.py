@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TESTS = ["tests/test_masks.py", "tests/test_attribution.py", "tests/test_criterion.py"]
+DEFAULT_TESTS = ["tests/test_masks.py", "tests/test_attribution.py", "tests/test_criterion.py",
+                 "tests/test_faithful.py"]
 
 
 @dataclass
@@ -97,8 +98,8 @@ MUTANTS: List[Mutant] = [
            "pseudo labels may be an excluded (special) class"),
     Mutant(A, "return logits.gather(-1, labels.view(-1, 1)).sum()", "return logits.sum()",
            "classification target: every logit instead of the label's"),
-    Mutant(A, "replacements[i] = (a * (k / steps)).requires_grad_(True)",
-           "replacements[i] = (a * ((k - 1) / steps)).requires_grad_(True)",
+    Mutant(A, "torch.cat([a * (k / steps) for k in ks])",
+           "torch.cat([a * ((k - 1) / steps) for k in ks])",
            "integrated gradients: left Riemann sum (alpha from 0, never 1)"),
     Mutant(A, "out[i] = a.float() * total / steps", "out[i] = total / steps",
            "integrated gradients without the A factor (mean gradient only)"),
@@ -129,6 +130,24 @@ MUTANTS: List[Mutant] = [
     Mutant(C, "metrics.log_scalar(\"addrop_drop_frac\", frac, valid, round=4)",
            "metrics.log_scalar(\"addrop_drop_frac\", frac, steps, round=4)",
            "drop fraction averaged per step instead of weighted by valid positions"),
+    Mutant(C, "                attr, attributions[i] = attributions[i], None\n",
+           "                attr, attributions[i] = torch.rand(valid.shape), None\n",
+           "criterion ignores the attribution and draws a random region"),
+    Mutant(C, "            if attributions is None:  # RD: a random candidate region\n",
+           "            if attributions is None:  # RD: a random candidate region\n                raise RuntimeError('RD')\n",
+           "criterion raises on every RD step"),
+    Mutant(C, "with attention.masking(sites, make_drop, self.query_valid(sample, sites)):",
+           "with attention.masking(sites, make_drop):",
+           "padded decoder rows counted and dropped in encoder-decoder attention"),
+    Mutant(C, "                    return torch.zeros_like(valid)\n",
+           "                    attr = torch.rand(valid.shape)\n",
+           "a layer skipped by LayerDrop in pass 1 still gets a (random) mask in pass 2"),
+    Mutant(A, "        if not any(m is not None and m.dtype in LOW_PRECISION for m in maps):\n",
+           "        if True:\n",
+           "half-precision attribution not loss-scaled (gradients underflow to tied zeros)"),
+    Mutant(A, "            out[i] = a.float() * total / steps\n",
+           "            out[i] = a.float() * total / steps / (1 + i)\n",
+           "per-layer IGA: later layers scaled wrongly"),
 ]
 
 
