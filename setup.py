@@ -11,14 +11,14 @@ setup(
     description="AD-DROP (Attribution-Driven Dropout, NeurIPS 2022) for fairseq",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.8",
+    # tested on 3.11 only: fairseq-fixed is the Python 3.11 build of fairseq, and
+    # transformers >= 5 needs >= 3.10 (stock fairseq 0.12.2 does not import on 3.11)
+    python_requires=">=3.11",
     packages=find_packages(include=["addrop_fairseq", "addrop_fairseq.*"]),
     install_requires=[
         "torch>=1.13",
-        # stock fairseq 0.12.2 does not import on Python 3.11; the fork is fairseq's
-        # post-0.12.2 main with the 3.11 fix, same import name and CLI.
-        'fairseq-fixed==0.12.3.1; python_version >= "3.11"',
-        'fairseq>=0.12.2; python_version < "3.11"',
+        # fairseq's post-0.12.2 main with the Python 3.11 fix: same import name and CLI
+        "fairseq-fixed==0.12.3.1",
         "sacrebleu>=2.0",
         "sentencepiece",
         "seqeval",

@@ -9,7 +9,7 @@ Conventions shared by every function here:
   softmax in the second forward pass).
 """
 import math
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -88,31 +88,15 @@ def candidate_region(
     return _candidates(attribution, valid, p, strategy)[0]
 
 
-def keep_one_per_row(drop: Tensor, valid: Tensor, attribution: Tensor, strategy: str) -> Tensor:
-    """Un-drop one key in every row that would otherwise lose all of its valid keys.
-
-    The key restored is the dropped one the strategy ranks least (lowest attribution for
-    "high", highest for "low"), so the row still loses its top-ranked positions. Rows with no
-    valid key at all are left untouched (nothing to keep).
-    """
-    emptied = (drop == valid).all(dim=-1, keepdim=True) & valid.any(dim=-1, keepdim=True)
-    if not bool(emptied.any()):
-        return drop
-    scores = attribution.detach().float()
-    if strategy == "low":
-        scores = -scores
-    rank = scores.masked_fill(~drop, torch.finfo(scores.dtype).max)
-    restore = torch.zeros_like(drop).scatter_(-1, rank.argmin(dim=-1, keepdim=True), True)
-    return drop & ~(restore & emptied)
-
-
 def _keep_one_in_place(drop: Tensor, filled: Tensor, n: Tensor) -> Tensor:
-    """:func:`keep_one_per_row` for a ``drop`` that is a subset of the valid keys.
+    """Un-drop one key in every row that would otherwise lose all of its n > 0 valid keys.
 
-    Then a row is emptied iff it drops all of its n > 0 valid keys, and in such a row the
-    valid keys are exactly the dropped ones, so ``filled`` (scores, invalid keys at the max)
-    equals keep_one_per_row's ``rank`` row and its argmin is the same key. No NaN can be in
-    an emptied row (a NaN score is never a candidate). Writes into ``drop``; no host sync.
+    ``drop`` is a subset of the valid keys, so a row is emptied iff it drops all n of them,
+    and then its valid keys are exactly the dropped ones: the argmin of ``filled`` (rank
+    scores, invalid keys at the max) is the dropped key the strategy ranks least (lowest
+    attribution for "high", highest for "low"), so the row still loses its top-ranked keys.
+    No NaN can be in an emptied row (a NaN score is never a candidate). Writes into
+    ``drop``; no host sync.
     """
     emptied = (drop.sum(dim=-1, keepdim=True) == n) & (n > 0)
     restore = filled.argmin(dim=-1, keepdim=True)
@@ -153,3 +137,38 @@ def drop_fill_value(dtype: torch.dtype) -> float:
     overflow to -inf in fp16/bf16.
     """
     return torch.finfo(dtype).min
+
+
+def random_region(valid: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """The RD ablation's "attribution": uniform noise, so Eq. 6 picks a random region."""
+    return torch.rand(valid.shape, generator=generator, device=valid.device)
+
+
+class DropMasks:
+    """Pass 2's drop masks, site by site (what :class:`addrop_fairseq.sites.Masker` calls).
+
+    ``masks(i, valid)`` is Eq. 6-7 on site i's pass-1 attribution (each used once, then
+    let go), on a :func:`random_region` when ``attributions`` is None (RD), and no drop for a
+    site that has no attribution (it did not run in pass 1: LayerDrop). ``dropped`` and
+    ``valid`` count the keys over the masked maps (``addrop_drop_frac``'s numerator and
+    denominator).
+    """
+
+    def __init__(self, attributions: Optional[Sequence[Optional[Tensor]]], p: float, q: float,
+                 strategy: str = "high", generator: Optional[torch.Generator] = None):
+        self.attributions: Optional[List[Optional[Tensor]]] = None if attributions is None else list(attributions)
+        self.p, self.q, self.strategy, self.generator = p, q, strategy, generator
+        self.dropped: Tensor | int = 0
+        self.valid: Tensor | int = 0
+
+    def __call__(self, index: int, valid: Tensor) -> Tensor:
+        if self.attributions is None:
+            attribution = random_region(valid, self.generator)
+        else:
+            attribution, self.attributions[index] = self.attributions[index], None
+            if attribution is None:
+                return torch.zeros_like(valid)
+        drop = addrop_drop_mask(attribution, valid, self.p, self.q, self.strategy, self.generator)
+        self.dropped += drop.sum()
+        self.valid += valid.sum()
+        return drop

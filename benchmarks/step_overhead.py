@@ -19,11 +19,12 @@ d=256, 4 heads, ffn 1024) and one synthetic batch (64 sentences x 32 tokens, len
   ``--ig-steps`` m: 1 + (maps x m) forward passes per step (paper Table 7: x99-x126 with all
   layers, x15 with the first).
 
-Variants run round-robin: each repetition runs every variant once, in an order rotated at
-every repetition, so load on a shared machine hits all of them alike. After ``--warmup``
-repetitions, ``--steps`` repetitions are kept; the table shows per variant the median step
-time, its inter-quartile range, the ratio of medians to ``plain``, and the median of the
-per-repetition ratios (variant / plain of the same repetition) with its IQR.
+Variants run round-robin (``benchmarks/harness.py``): each repetition runs every variant
+once, in an order rotated at every repetition, so load on a shared machine hits all of them
+alike. After ``--warmup`` repetitions, ``--steps`` repetitions are kept; the table shows per
+variant the median step time, its inter-quartile range, the ratio of medians to ``plain``,
+and the median of the per-repetition ratios (variant / plain of the same repetition) with
+its IQR.
 
 Memory (unless ``--no-memory``): each variant runs alone in a fresh subprocess (same model,
 batch and seed): one untimed step, then ``--memory-steps`` measured steps.
@@ -79,6 +80,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 import addrop_fairseq  # noqa: E402,F401  (registers addrop_ce)
 from addrop_fairseq import attribution, masks  # noqa: E402
+
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 
 # ---------------------------------------------------------------------------- setup
@@ -233,32 +236,6 @@ class Bench:
         return clock() - t0
 
 
-# ---------------------------------------------------------------------------- timing
-
-
-def run_round_robin(bench, variants, warmup, steps, progress=False):
-    times = defaultdict(list)
-    for rep in range(warmup + steps):
-        k = rep % len(variants)
-        order = variants[k:] + variants[:k]
-        for v in order:
-            t = bench.timed_step(v)
-            if rep >= warmup:
-                times[v].append(t)
-        if progress:
-            done = ", ".join(f"{v} {times[v][-1] * 1e3:.0f}" for v in variants if times[v])
-            print(f"[{'warm-up' if rep < warmup else 'rep'} {rep + 1}/{warmup + steps}] {done}",
-                  file=sys.stderr, flush=True)
-    return times
-
-
-def quartiles(xs):
-    if len(xs) < 2:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], statistics.median(xs), q[2]
-
-
 # ---------------------------------------------------------------------------- memory
 
 
@@ -353,7 +330,7 @@ class PhaseTimer:
 
     Wrapped: ``criterion.attribute`` (pass 1 + attribution), ``attribution.gradients`` and
     ``torch.autograd.grad`` inside it (the gradient call(s)), ``masks.addrop_drop_mask``
-    (mask generation, which runs inside pass 2's forward), ``criterion.outputs.loss`` (pass
+    (mask generation, which runs inside pass 2's forward), ``criterion.task_kind.loss`` (pass
     2 forward incl. masks) and ``loss.backward``. Nothing in the package is edited.
     """
 
@@ -381,7 +358,7 @@ class PhaseTimer:
         crit_patched = hasattr(crit, "attribute")
         if crit_patched:
             crit.attribute = self._wrap("pass 1 + attribution", crit.attribute)
-        outputs = getattr(crit, "outputs", None)
+        outputs = getattr(crit, "task_kind", None)
         loss_fn = outputs.loss if outputs is not None else None
         if loss_fn is not None:
             outputs.loss = self._wrap("pass 2 fwd (incl. masks)", loss_fn)
@@ -520,7 +497,6 @@ def main(argv=None):
     variants = variant_names(args)
     main_variant = f"addrop_{args.attribution}"
     bench = Bench(args, variants)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(
         f"fairseq transformer {bench.model.encoder.layers.__len__()}+"
         f"{bench.model.decoder.layers.__len__()} layers, dim {args.dim}, {args.heads} heads, "
@@ -532,10 +508,10 @@ def main(argv=None):
           f"attention {args.addrop_attention}; step = criterion forward + loss.backward()")
     print(f"{args.warmup} warm-up + {args.steps} timed round-robin repetitions, "
           f"{'CPU' if args.clock == 'cpu' else 'wall'} time; "
-          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"load average at start {harness.load_average()}")
 
-    times = run_round_robin(bench, variants, args.warmup, args.steps, args.progress)
-    load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    times = harness.run_round_robin(bench.timed_step, variants, args.warmup, args.steps, args.progress)
+    load_end = harness.load_average()
 
     mem = {}
     mem_kind = ""
@@ -545,32 +521,17 @@ def main(argv=None):
         if mem:
             mem_kind = next(iter(mem.values()))["kind"]
 
-    plain = times["plain"]
-    plain_med = statistics.median(plain)
     plain_mem = mem.get("plain", {}).get("step")
-    header = (f"{'variant':<22}{'median ms':>10}{'IQR ms':>16}{'ratio':>7}"
-              f"{'paired [IQR]':>20}{'peak MiB':>10}{'step MiB':>10}{'mem ratio':>10}")
-    print()
-    print(header)
-    print("-" * len(header))
-    for v in variants:
-        ts = times[v]
-        q1, med, q3 = quartiles([t * 1e3 for t in ts])
-        paired = [t / p for t, p in zip(ts, plain)]
-        pq1, pmed, pq3 = quartiles(paired)
-        m = mem.get(v)
-        if m:
-            peak = f"{m['peak'] / 2**20:.0f}"
-            step = f"{m['step'] / 2**20:.0f}"
-            mratio = f"{m['step'] / plain_mem:.2f}" if plain_mem else "-"
-        else:
-            peak = step = mratio = "-"
-        print(f"{v:<22}{med:>10.1f}{f'{q1:.1f}-{q3:.1f}':>16}{statistics.median(ts) / plain_med:>7.2f}"
-              f"{f'{pmed:.2f} [{pq1:.2f}-{pq3:.2f}]':>20}{peak:>10}{step:>10}{mratio:>10}")
-    print(f"(ratio = median / median of plain; paired = median of per-repetition ratios; "
-          f"memory: {mem_kind or 'not measured'}, one subprocess per variant, "
-          f"step = peak - RSS/allocated before the steps; load average at end "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f})")
+    memory_columns = [
+        ("peak MiB", {v: f"{m['peak'] / 2**20:.0f}" for v, m in mem.items()}),
+        ("step MiB", {v: f"{m['step'] / 2**20:.0f}" for v, m in mem.items()}),
+        ("mem ratio", {v: f"{m['step'] / plain_mem:.2f}" for v, m in mem.items() if plain_mem}),
+    ]
+    harness.print_ratio_table(
+        times, variants, "plain", memory_columns, load_at_end=load_end,
+        note=f"memory: {mem_kind or 'not measured'}, one subprocess per variant, "
+             "step = peak - RSS/allocated before the steps",
+    )
 
     if args.breakdown:
         print_breakdown(bench, [v for v in ("plain", main_variant, "addrop_ga_per_layer")
@@ -579,11 +540,10 @@ def main(argv=None):
         print_profile(bench, main_variant, args.profile, args.profile_top)
 
     if main_variant in times:
-        ratio = statistics.median(times[main_variant]) / plain_med
-        print(f"{args.attribution}_all_layers_vs_plain = {ratio:.2f}")
+        print(f"{args.attribution}_all_layers_vs_plain = {harness.median_ratio(times, main_variant):.2f}")
     for v in variants:
         if v.startswith("addrop_") and v not in (main_variant, "addrop_off"):
-            print(f"{v[len('addrop_'):]}_vs_plain = {statistics.median(times[v]) / plain_med:.2f}")
+            print(f"{v[len('addrop_'):]}_vs_plain = {harness.median_ratio(times, v):.2f}")
 
 
 if __name__ == "__main__":

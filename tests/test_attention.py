@@ -5,7 +5,9 @@ import pytest
 import torch
 from fairseq.modules.multihead_attention import MultiheadAttention
 
-from addrop_fairseq import attention
+from addrop_fairseq import fairseq_seam
+from addrop_fairseq import sites as core
+from addrop_fairseq.criterions.addrop_ce import parse_kinds, parse_layers
 from fairseq_builders import TINY_TRANSFORMER, build, translation_batch, translation_dir
 
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
@@ -19,8 +21,8 @@ def tiny(tmp_path_factory):
 
 
 def all_sites(model):
-    sites = attention.select_sites(model, list(attention.KINDS), None)
-    attention.install(sites)
+    sites = fairseq_seam.select_sites(model, list(core.KINDS), None)
+    core.install(sites)
     return sites
 
 
@@ -37,7 +39,7 @@ def test_idle_override_is_bit_identical(tiny):
     # idle modules are the stock class, with no hook on their dropout: nothing of ours runs
     assert len(sites) == 6 and all(type(s.module) is MultiheadAttention for s in sites)
     assert all(not s.module.dropout_module._forward_hooks and not s.module.dropout_module._forward_pre_hooks for s in sites)
-    with attention.masking(sites, lambda i, valid: torch.zeros_like(valid)):
+    with core.masking(sites, lambda i, valid: torch.zeros_like(valid)):
         assert all(type(s.module) is not MultiheadAttention for s in sites)
     assert all(type(s.module) is MultiheadAttention for s in sites)
     assert all(not s.module.dropout_module._forward_hooks and not s.module.dropout_module._forward_pre_hooks for s in sites)
@@ -98,8 +100,8 @@ def reference_attention(mha, x, pad, drop=None):
 def lone_attention():
     torch.manual_seed(0)
     mha = MultiheadAttention(8, 2, dropout=0.0, self_attention=True)
-    site = attention.AttentionSite("encoder.layers.0.self_attn", "encoder-self", 0, mha)
-    attention.install([site])
+    site = core.AttentionSite("encoder.layers.0.self_attn", "encoder-self", 0, mha, fairseq_seam.SEAM)
+    core.install([site])
     x = torch.randn(5, 3, 8)
     pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 4 + [True]])
     return mha, site, x, pad
@@ -107,7 +109,7 @@ def lone_attention():
 
 def test_recording_gives_per_head_probabilities_in_the_graph(lone_attention):
     mha, site, x, pad = lone_attention
-    with attention.recording([site]) as rec:
+    with core.recording([site]) as rec:
         out, _ = mha(x, x, x, key_padding_mask=pad, need_weights=False)
     (maps,) = rec.result()
     ref_out, ref_probs = reference_attention(mha, x, pad)
@@ -121,7 +123,7 @@ def test_recording_gives_per_head_probabilities_in_the_graph(lone_attention):
 def test_recording_substitutes_replacements(lone_attention):
     mha, site, x, pad = lone_attention
     uniform = torch.full((3, 2, 5, 5), 0.2)
-    with attention.recording([site], replacements=[uniform]):
+    with core.recording([site], replacements=[uniform]):
         out, _ = mha(x, x, x, key_padding_mask=pad, need_weights=False)
     v = mha.v_proj(x).view(5, 3, 2, 4).permute(1, 2, 0, 3)
     expected = mha.out_proj((uniform @ v).permute(2, 0, 1, 3).reshape(5, 3, 8))
@@ -137,7 +139,7 @@ def test_masking_drops_exactly_the_chosen_keys(lone_attention):
         seen_valid.append(valid.clone())
         return valid & (torch.rand(valid.shape, generator=gen) < 0.4)
 
-    with attention.masking([site], make_drop):
+    with core.masking([site], make_drop):
         out, _ = mha(x, x, x, key_padding_mask=pad, need_weights=False)
     (valid,) = seen_valid
     # padded keys and padded query rows are not valid
@@ -148,17 +150,17 @@ def test_masking_drops_exactly_the_chosen_keys(lone_attention):
     real_rows = ~pad  # outputs at padded query positions are never used
     torch.testing.assert_close(out.transpose(0, 1)[real_rows], ref_out.transpose(0, 1)[real_rows])
     # and the module is idle again afterwards (fast path, no hook)
-    assert mha._addrop_hook is None
+    assert core.state(mha).hook is None
     torch.testing.assert_close(mha(x, x, x, key_padding_mask=pad, need_weights=False)[0], reference_attention(mha, x, pad)[0])
 
 
 def test_valid_keys_respects_causal_mask(tiny):
     task, model = tiny
     model = copy.deepcopy(model).train()
-    sites = attention.select_sites(model, ["decoder-self"], [0])
-    attention.install(sites)
+    sites = fairseq_seam.select_sites(model, ["decoder-self"], [0])
+    core.install(sites)
     seen = []
-    with attention.masking(sites, lambda i, valid: seen.append(valid) or torch.zeros_like(valid)):
+    with core.masking(sites, lambda i, valid: seen.append(valid) or torch.zeros_like(valid)):
         model(**translation_batch(task)["net_input"])
     (valid,) = seen
     T = valid.size(-1)
@@ -167,21 +169,21 @@ def test_valid_keys_respects_causal_mask(tiny):
 
 def test_site_selection_and_errors(tiny):
     task, model = tiny
-    sites = attention.select_sites(model, ["encoder-self", "decoder-self"], [1])
+    sites = fairseq_seam.select_sites(model, ["encoder-self", "decoder-self"], [1])
     assert [(s.name, s.kind, s.layer) for s in sites] == [
         ("encoder.layers.1.self_attn", "encoder-self", 1),
         ("decoder.layers.1.self_attn", "decoder-self", 1),
     ]
-    cross = attention.select_sites(model, ["encoder-decoder"], None)
+    cross = fairseq_seam.select_sites(model, ["encoder-decoder"], None)
     assert [s.name for s in cross] == ["decoder.layers.0.encoder_attn", "decoder.layers.1.encoder_attn"]
     with pytest.raises(ValueError, match=r"layer\(s\) \[2\] out of range for encoder-self attention with 2 layers"):
-        attention.select_sites(model, ["encoder-self"], [0, 2])
+        fairseq_seam.select_sites(model, ["encoder-self"], [0, 2])
     with pytest.raises(ValueError, match="unknown kind"):
-        attention.parse_kinds("encoder-self,decoder-cross")
+        parse_kinds("encoder-self,decoder-cross")
     with pytest.raises(ValueError, match="'all' or"):
-        attention.parse_layers("first")
+        parse_layers("first")
     with pytest.raises(ValueError, match="non-negative"):
-        attention.parse_layers("-1")
-    assert attention.parse_layers("0, 2,5") == [0, 2, 5] and attention.parse_layers("all") is None
+        parse_layers("-1")
+    assert parse_layers("0, 2,5") == [0, 2, 5] and parse_layers("all") is None
     with pytest.raises(ValueError, match="no fairseq MultiheadAttention"):
-        attention.select_sites(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["encoder-self"], None)
+        fairseq_seam.select_sites(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["encoder-self"], None)

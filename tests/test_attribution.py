@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from addrop_fairseq import attention, attribution
+from addrop_fairseq import attribution
+from addrop_fairseq import sites as core
 from fairseq_builders import TINY_ROBERTA, TINY_TRANSFORMER, build, sentence_batch, sentence_prediction_dir, translation_batch, translation_dir
 
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
@@ -40,7 +41,7 @@ def per_layer_reference(model, sample, sites, pad):
     class, computed here from the logits) and one autograd call for that layer's map only."""
     grads = []
     for layer in range(len(sites)):
-        with attention.recording(sites) as rec:
+        with core.recording(sites) as rec:
             logits, _ = model(**sample["net_input"])
         lprobs = logits.float().log_softmax(-1)
         labels = logits.detach().argmax(-1)
@@ -70,7 +71,7 @@ def test_pseudo_loss_attribution_is_eq_8_by_the_chain_rule(translation):
     sample = translation_batch(task)
     got = crit.attribute(model, sample, sites)
 
-    with attention.recording(sites) as rec:
+    with core.recording(sites) as rec:
         logits, _ = model(**sample["net_input"])
     maps = rec.result()
     probs = logits.float().softmax(-1).detach()
@@ -104,9 +105,9 @@ def test_iga_satisfies_completeness_per_layer(translation):
     of B_l is F(A) - F(A with l's map at 0), up to the Riemann-sum error."""
     task, model, crit, sites = translation
     sample = translation_batch(task)
-    with torch.no_grad(), attention.recording(sites) as rec:
-        scores, _, _ = crit.outputs.scores(model, sample)
-    labels = attribution.pseudo_labels(scores)
+    with torch.no_grad(), core.recording(sites) as rec:
+        prediction = crit.task_kind.predict(model, sample)
+    labels = attribution.pseudo_labels(prediction.output)
     steps = 20
     many = attribution.integrated_gradient_attribution(
         lambda r=None, point="attended", repeat=1: _forward(crit, model, sample, sites, labels, r), steps=steps
@@ -133,9 +134,9 @@ def test_iga_satisfies_completeness_per_layer(translation):
 
 
 def _forward(crit, model, sample, sites, labels, replacements):
-    with attention.recording(sites, replacements) as rec:
-        scores, gold, real = crit.outputs.scores(model, sample)
-    return crit.outputs.target(scores, labels, real, gold), rec.result()
+    with core.recording(sites, replacements) as rec:
+        prediction = crit.task_kind.predict(model, sample)
+    return crit.task_kind.target(prediction, labels), rec.result()
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -237,7 +238,7 @@ def test_classification_target_is_the_pseudo_label_logit(classifier):
     task, model, crit, sites = classifier
     sample = sentence_batch(task)
     got = crit.attribute(model, sample, sites)
-    with attention.recording(sites) as rec:
+    with core.recording(sites) as rec:
         logits, _ = model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head")
     maps = rec.result()
     ref = [torch.zeros_like(m) for m in maps]
@@ -263,7 +264,7 @@ def test_gold_labels_use_the_gold_logit(classifier):
         crit.cfg.addrop_labels = "pseudo"
     pseudo = crit.attribute(model, sample, sites)
     assert not torch.allclose(gold[0], pseudo[0])
-    with attention.recording(sites) as rec:
+    with core.recording(sites) as rec:
         logits, _ = model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head")
     ref = torch.autograd.grad(logits.gather(1, sample["target"][:, None]).sum(), rec.result())
     torch.testing.assert_close(gold[0], ref[0])

@@ -119,7 +119,7 @@ def test_sentence_prediction_classification_and_regression(spdir):
         n = ["--num-classes", "1" if regression else "2"]
         _, task, model, stock = build(spdir, TINY_ROBERTA + n + extra + ["--criterion", "sentence_prediction"], task="sentence_prediction", arch="roberta")
         _, task2, _, ours = build(spdir, TINY_ROBERTA + n + extra + ["--criterion", "addrop_ce", "--addrop-layers", "0"], task="sentence_prediction", arch="roberta")
-        assert ours.kind == ("regression" if regression else "classification")
+        assert ours.task_kind.name == ("regression" if regression else "classification")
         twin = copy.deepcopy(model)
         model.train(), twin.train()
         sample = sentence_batch(task, regression=regression)

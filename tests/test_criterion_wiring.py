@@ -9,7 +9,7 @@ order): re-seeding reproduces them exactly.
 import pytest
 import torch
 
-from addrop_fairseq import attention
+from addrop_fairseq import sites as core
 from addrop_fairseq.masks import addrop_drop_mask, drop_fill_value
 from fairseq_builders import (
     TINY_ROBERTA,
@@ -39,15 +39,15 @@ def spdir(tmp_path_factory):
 def applied(monkeypatch):
     """{site index: the drop mask pass 2 applied}, read off the scores the seam returns."""
     seen = {}
-    original = attention.Masker.scores
+    original = core.Masker.scores
 
     def spy(self, module, scores, valid):
         out = original(self, module, scores, valid)
         fill = drop_fill_value(scores.dtype)
-        seen[module._addrop_index] = (out == fill) & (scores != fill)
+        seen[core.state(module).index] = (out == fill) & (scores != fill)
         return out
 
-    monkeypatch.setattr(attention.Masker, "scores", spy)
+    monkeypatch.setattr(core.Masker, "scores", spy)
     return seen
 
 

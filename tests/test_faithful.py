@@ -8,7 +8,8 @@ import pytest
 import torch
 from fairseq.modules.multihead_attention import MultiheadAttention
 
-from addrop_fairseq import attention, attribution
+from addrop_fairseq import attribution
+from addrop_fairseq import sites as core
 from fairseq_builders import TINY_TRANSFORMER, build, translation_batch, translation_dir
 
 BOTH_SELF = ["--addrop-attention", "encoder-self,decoder-self"]
@@ -33,7 +34,7 @@ def real_positions_target(logits, sample, pad):
 
 
 class PostDropoutTaps:
-    """Test-local seam, independent of addrop_fairseq.attention: forces fairseq's explicit
+    """Test-local seam, independent of addrop_fairseq's seams: forces fairseq's explicit
     attention path on the given modules and taps (or replaces) ``dropout_module``'s output."""
 
     def __init__(self, modules, replace=None):
@@ -155,7 +156,7 @@ def test_iga_is_per_layer_eq_3(tdir):
     iga1 = crit.attribute(model, sample, sites)
     crit.method = attribution.get_attribution("ga")
     ga = crit.attribute(model, sample, sites)
-    with torch.no_grad(), attention.recording(sites) as rec:
+    with torch.no_grad(), core.recording(sites) as rec:
         model(**sample["net_input"])
     for a, i1, g in zip(rec.result(), iga1, ga):
         torch.testing.assert_close(i1, a * g, rtol=1e-6, atol=0)
@@ -165,9 +166,11 @@ def test_iga_is_per_layer_eq_3(tdir):
 
 
 def test_tagging_pseudo_labels_are_predictable_tags():
-    from addrop_fairseq.task_outputs import TokenOutputs
+    from addrop_fairseq.task_kinds import TokenKind
 
-    class Task:  # what TokenOutputs reads of a task
+    from addrop_fairseq.task_kinds import Prediction
+
+    class Task:  # what TokenKind reads of a task
         addrop_unpredictable_labels = range(4)
         target_dictionary = type("D", (), {"pad": staticmethod(lambda: 1)})()
 
@@ -176,7 +179,7 @@ def test_tagging_pseudo_labels_are_predictable_tags():
 
     lprobs = torch.randn(2, 5, 9)
     lprobs[..., :4] += 100  # the specials have the largest scores
-    labels = TokenOutputs(Task(), Cfg()).pseudo_labels(lprobs)
+    labels = TokenKind(Task(), Cfg()).labels(Prediction(lprobs, None))
     assert (labels >= 4).all()
     assert torch.equal(labels, lprobs[..., 4:].argmax(-1) + 4)
 
@@ -278,7 +281,7 @@ def test_torchscript_with_the_plugin_installed(tdir):
     stock = copy.deepcopy(model).eval()
     sites = crit.prepare(model)
     model.train()
-    with attention.masking(sites, lambda i, valid: torch.zeros_like(valid)):
+    with core.masking(sites, lambda i, valid: torch.zeros_like(valid)):
         model(**translation_batch(task)["net_input"])  # a pass with a mask-nothing hook open
     assert all(type(s.module) is MultiheadAttention for s in sites)
     model.eval()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import hf_builders as hb
-from addrop_fairseq import attention as core
+from addrop_fairseq import sites as core
 from addrop_fairseq import attribution
-from addrop_fairseq.hf import attention as ha
+from addrop_fairseq.hf import seam as ha
 
 ARCHS = {
     "bert": "AutoModelForSequenceClassification",
@@ -72,7 +72,7 @@ def test_idle_addrop_equals_stock_sdpa_and_eager(model_dirs, name):
         ref_eager = eager(**kw).logits
         sites = sites_of(sdpa, name, tok)
         assert sdpa.config._attn_implementation == "addrop"
-        assert all(s.module._addrop_hook is None for s in sites)
+        assert all(core.state(s.module).hook is None for s in sites)
         idle = sdpa(**kw).logits
         sites_of(eager, name, tok)
         idle_eager = eager(**kw).logits
@@ -95,19 +95,19 @@ def test_sites_kinds_layers_and_errors(model_dirs):
     )
     assert {s.name for s in sites if s.kind == "encoder-decoder"} == {
         "hf.model.decoder.layers.0.encoder_attn", "hf.model.decoder.layers.1.encoder_attn"}
-    auto = ha.select(sites, None, None, "Marian")
+    auto = core.select_from(sites, None, None, "Marian")
     assert {s.kind for s in auto} == {"encoder-self"}  # auto: encoder self-attention, the reference default
-    only = ha.select(sites, ["encoder-decoder"], [1], "Marian")
+    only = core.select_from(sites, ["encoder-decoder"], [1], "Marian")
     assert [(s.kind, s.layer) for s in only] == [("encoder-decoder", 1)]
     with pytest.raises(ValueError, match="layer\\(s\\) \\[2\\] out of range for encoder-self attention with 2 layers"):
-        ha.select(sites, ["encoder-self"], [0, 2], "Marian")
+        core.select_from(sites, ["encoder-self"], [0, 2], "Marian")
 
     tok, _ = batch(model_dirs, "bert")
     bert = load(model_dirs, "bert")
     bsites = sites_of(bert, "bert", tok)
     assert [(s.kind, s.layer) for s in bsites] == [("encoder-self", 0), ("encoder-self", 1)]
     with pytest.raises(ValueError, match="has no decoder-self attention \\(it has encoder-self\\)"):
-        ha.select(bsites, ["decoder-self"], None, "BertForSequenceClassification")
+        core.select_from(bsites, ["decoder-self"], None, "BertForSequenceClassification")
 
 
 def test_architecture_outside_the_interface_is_refused():

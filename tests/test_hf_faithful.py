@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import hf_builders as hb
-from addrop_fairseq import attention as core
+from addrop_fairseq import sites as core
 from addrop_fairseq import attribution
-from addrop_fairseq.hf import attention as ha
+from addrop_fairseq.hf import seam as ha
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import hf_builders as hb
-from addrop_fairseq import attention as core
+from addrop_fairseq import sites as core
 from addrop_fairseq import hf_preprocess
 from hf_builders import build
 

@@ -116,7 +116,7 @@ def test_dictionary_mismatch_names_the_problem(marian, tmp_path, shared_data):
     bert = hb.make_bert(tmp_path / "bert", lines, vocab_size=120)
     with pytest.raises(hv.DictionaryMismatch):
         build(args + ["--hf-model-dir", bert])
-    from addrop_fairseq.hf.models import HFSeq2SeqConfig, load_hf_model
+    from addrop_fairseq.hf.loading import HFSeq2SeqConfig, load_hf_model
 
     with pytest.raises(ValueError, match="holds a bert model, which AutoModelForSeq2SeqLM cannot load"):
         load_hf_model(HFSeq2SeqConfig(hf_model_dir=str(bert)), "AutoModelForSeq2SeqLM")
@@ -124,7 +124,7 @@ def test_dictionary_mismatch_names_the_problem(marian, tmp_path, shared_data):
 
 def test_token_classifier_padding_direction(tmp_path, shared_data):
     """Left- and right-padded batches give the same per-token logits (positions realigned)."""
-    from addrop_fairseq.hf.models import right_align
+    from addrop_fairseq.hf.loading import right_align
 
     tokens = torch.tensor([[1, 1, 5, 6, 2], [7, 8, 9, 10, 2]])
     right, back = right_align(tokens, 1)

@@ -5,8 +5,12 @@ criterion and nothing else. AD-DROP updates run:
 
 1. pass 1 on the unwrapped model (no DDP reducer armed) with the selected attention maps
    recorded, and the attribution method (GA: one ``autograd.grad`` over all maps);
-2. pass 2, the stock criterion with each map's drop mask applied before softmax; its loss
+2. the drop masks (:class:`addrop_fairseq.masks.DropMasks`, Eq. 6-7 per site);
+3. pass 2, the stock criterion with each map's drop mask applied before softmax; its loss
    is what fairseq back-propagates.
+
+The options are checked here, once, when the criterion is built (and the sites when the
+first epoch begins), with messages that name the flags.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -19,7 +23,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
-from .. import attention, attribution, masks, schedule, task_outputs
+from .. import attribution, fairseq_seam, masks, schedule, sites, task_kinds
 from ..training_hooks import follow_training
 
 
@@ -81,6 +85,13 @@ class ADDropCriterionConfig(FairseqDataclass):
         default="sentence_classification_head",
         metadata={"help": "classification head (sentence_prediction)"},
     )
+    report_mcc: bool = field(default=False, metadata={"help": "sentence_prediction: report MCC (CoLA)"})
+    report_acc_and_f1: bool = field(
+        default=False, metadata={"help": "sentence_prediction: report F1 and (acc+F1)/2 (MRPC, QQP)"}
+    )
+    report_pearson_and_spearman: bool = field(
+        default=False, metadata={"help": "sentence_prediction: report Pearson and Spearman (STS-B)"}
+    )
 
 
 def tile_sample(sample, repeat: int):
@@ -119,28 +130,56 @@ def refuse_activation_checkpointing(model) -> None:
         )
 
 
+def parse_kinds(spec: str) -> Optional[List[str]]:
+    """``--addrop-attention``: "auto" -> None, "encoder-self,decoder-self" -> the list."""
+    if spec.strip() == "auto":
+        return None
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in sites.KINDS]
+    if bad or not kinds:
+        raise ValueError(f"--addrop-attention: unknown kind(s) {bad or spec!r}; choose from auto or {sites.KINDS}")
+    return kinds
+
+
+def parse_layers(spec: str) -> Optional[List[int]]:
+    """``--addrop-layers``: "all" -> None, "0,2,5" -> [0, 2, 5]."""
+    spec = str(spec).strip()
+    if spec == "all":
+        return None
+    try:
+        layers = sorted({int(x) for x in spec.split(",") if x.strip() != ""})
+    except ValueError:
+        raise ValueError(f"--addrop-layers must be 'all' or comma-separated integers, got {spec!r}") from None
+    if not layers or layers[0] < 0:
+        raise ValueError(f"--addrop-layers must be 'all' or non-negative integers, got {spec!r}")
+    return layers
+
+
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
 class ADDropCriterion(FairseqCriterion):
     def __init__(self, cfg: ADDropCriterionConfig, task):
         super().__init__(task)
         self.p = masks.check_rate("--addrop-p", cfg.addrop_p)
         self.q = masks.check_rate("--addrop-q", cfg.addrop_q)
-        self.method = attribution.get_attribution(cfg.addrop_attribution)
+        try:
+            self.method = attribution.get_attribution(cfg.addrop_attribution)
+            schedule.check_schedule(cfg.addrop_schedule, cfg.addrop_cross_period)
+        except ValueError as e:
+            raise ValueError(f"--addrop-attribution / --addrop-schedule: {e}") from None
         if cfg.addrop_ig_steps < 1:
             raise ValueError(f"--addrop-ig-steps must be >= 1, got {cfg.addrop_ig_steps}")
         if cfg.addrop_ig_batch < 1:
             raise ValueError(f"--addrop-ig-batch must be >= 1, got {cfg.addrop_ig_batch}")
-        schedule.check_schedule(cfg.addrop_schedule, cfg.addrop_cross_period)
-        self.kinds = None if cfg.addrop_attention == "auto" else attention.parse_kinds(cfg.addrop_attention)
-        self.layers = attention.parse_layers(cfg.addrop_layers)
-        self.kind, self.outputs = task_outputs.build_outputs(task, cfg)
-        if cfg.addrop_labels == "gold" and self.kind == "regression":
+        self.attention_kinds = parse_kinds(cfg.addrop_attention)
+        self.layers = parse_layers(cfg.addrop_layers)
+        self.task_kind = task_kinds.build_kind(task, cfg)
+        if cfg.addrop_labels == "gold" and self.task_kind.name == "regression":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         self.cfg = cfg
         self.grad = attribution.ScaledGradients()  # fp16/bf16 maps: a scaled target, no underflow
         self.epoch = 1
         self.num_updates = 0
-        self.sites: Optional[List[attention.AttentionSite]] = None
+        self.sites: Optional[List[sites.AttentionSite]] = None
         follow_training(task, self.begin_epoch, self.set_update_num)
 
     # ------------------------------------------------------------------ training state
@@ -157,17 +196,19 @@ class ADDropCriterion(FairseqCriterion):
         """Select and install the attention sites; errors here stop training before it starts."""
         if self.sites is None:
             model = unwrap(model)
-            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
-            # sites itself; fairseq MultiheadAttention models get the override installed
             refuse_activation_checkpointing(model)
+            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
+            # sites itself; fairseq MultiheadAttention models get the fairseq seam
             own = getattr(model, "addrop_attention_sites", None)
-            if own is not None:
-                sites = own(self.kinds, self.layers)
-            else:
-                kinds = self.kinds or attention.default_kinds(model)
-                sites = attention.select_sites(model, kinds, self.layers)
-            attention.install(sites)
-            self.sites = sites
+            try:
+                if own is not None:
+                    selected = own(self.attention_kinds, self.layers)
+                else:
+                    selected = fairseq_seam.select_sites(model, self.attention_kinds, self.layers)
+                sites.install(selected)
+            except ValueError as e:
+                raise ValueError(f"--addrop-attention / --addrop-layers: {e}") from None
+            self.sites = selected
         return self.sites
 
     def addrop_now(self) -> bool:
@@ -179,73 +220,55 @@ class ADDropCriterion(FairseqCriterion):
 
     def forward(self, model, sample, reduce=True):
         if not model.training or not self.addrop_now() or self.p == 0.0 or self.q == 0.0:
-            loss, sample_size, log = self.outputs.loss(model, sample, reduce=reduce)
+            loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
             if model.training:
                 log.update(addrop_steps=1, addrop_active=0, addrop_dropped=0, addrop_valid=0)
             return loss, sample_size, log
 
-        sites = self.prepare(model)
-        attributions = self.attribute(unwrap(model), sample, sites)
-        counts = {"dropped": 0, "valid": 0}
-
-        def make_drop(i, valid):
-            if attributions is None:  # RD: a random candidate region
-                attr = torch.rand(valid.shape, device=valid.device)
-            else:  # each map's attribution is used once: let it go as soon as it is
-                attr, attributions[i] = attributions[i], None
-                if attr is None:  # the site did not run in pass 1 (LayerDrop): no mask
-                    return torch.zeros_like(valid)
-            drop = masks.addrop_drop_mask(attr, valid, self.p, self.q, self.cfg.addrop_drop)
-            counts["dropped"] += drop.sum()
-            counts["valid"] += valid.sum()
-            return drop
-
-        with attention.masking(sites, make_drop, self.query_valid(sample, sites)):
-            loss, sample_size, log = self.outputs.loss(model, sample, reduce=reduce)
-        log.update(
-            addrop_steps=1,
-            addrop_active=1,
-            addrop_dropped=counts["dropped"],
-            addrop_valid=counts["valid"],
-        )
+        selected = self.prepare(model)
+        attributions = self.attribute(unwrap(model), sample, selected)
+        drop = masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop)
+        with sites.masking(selected, drop, self.query_valid(sample, selected)):
+            loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
+        log.update(addrop_steps=1, addrop_active=1, addrop_dropped=drop.dropped, addrop_valid=drop.valid)
         return loss, sample_size, log
 
-    def query_valid(self, sample, sites):
+    def query_valid(self, sample, selected):
         """Per site, the real query rows it cannot see itself: encoder-decoder attention gets
         the decoder's padding from ``prev_output_tokens``; other sites None."""
-        if not any(s.kind == "encoder-decoder" for s in sites):
+        if not any(s.kind == "encoder-decoder" for s in selected):
             return None
         prev = sample["net_input"].get("prev_output_tokens")
         if prev is None:
             return None
         real = prev.ne(self.task.target_dictionary.pad())
-        return [real if s.kind == "encoder-decoder" else None for s in sites]
+        return [real if s.kind == "encoder-decoder" else None for s in selected]
 
-    def attribute(self, model, sample, sites):
+    def attribute(self, model, sample, selected):
         """One attribution tensor [B, H, T, S] per site (None where the site did not run in
-        pass 1), or None for a random region."""
+        pass 1), or None for a random region (RD)."""
         labels = None
         use_gold = self.cfg.addrop_labels == "gold"
 
         def forward(replacements=None, point="attended", repeat=1):
             nonlocal labels
             batch = sample if repeat == 1 else tile_sample(sample, repeat)
-            with attention.recording(sites, replacements, point) as rec:
-                scores, gold, real = self.outputs.scores(model, batch)
+            with sites.recording(selected, replacements, point) as rec:
+                prediction = self.task_kind.predict(model, batch)
             if labels is None:  # the first (unscaled, untiled) pass fixes the labels
-                labels = gold if use_gold else self.outputs.pseudo_labels(scores)
+                labels = self.task_kind.labels(prediction, gold=use_gold)
             tiled = labels if repeat == 1 else labels.repeat(repeat, *[1] * (labels.dim() - 1))
-            return self.outputs.target(scores, tiled, real, gold), rec.result()
+            return self.task_kind.target(prediction, tiled), rec.result()
 
         result = self.method(forward, steps=self.cfg.addrop_ig_steps, grad=self.grad,
                              batch=self.cfg.addrop_ig_batch)
         if result is None:
             return None
         result = list(result)
-        if len(result) != len(sites):
+        if len(result) != len(selected):
             raise RuntimeError(
                 f"attribution method {self.cfg.addrop_attribution!r} returned {len(result)} "
-                f"tensors for {len(sites)} attention maps"
+                f"tensors for {len(selected)} attention maps"
             )
         return result
 
@@ -253,7 +276,7 @@ class ADDropCriterion(FairseqCriterion):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
-        task_outputs.reduce_metrics(logging_outputs)
+        task_kinds.reduce_metrics(logging_outputs)
         steps = sum(log.get("addrop_steps", 0) for log in logging_outputs)
         if steps > 0:
             active = sum(log.get("addrop_active", 0) for log in logging_outputs)

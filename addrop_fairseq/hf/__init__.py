@@ -1,9 +1,12 @@
 """HuggingFace pretrained models inside the plugin (see docs/huggingface.md).
 
-* :mod:`.models`: fairseq models ``hf_seq2seq``, ``hf_token_classifier``,
-  ``hf_sequence_classifier`` wrapping a local ``--hf-model-dir``;
-* :mod:`.attention`: the ``"addrop"`` attention implementation registered with
-  transformers' ``AttentionInterface`` / ``AttentionMaskInterface``, and site discovery;
+* :mod:`.seq2seq`: fairseq model ``hf_seq2seq`` (translation, incremental decoding);
+* :mod:`.classifiers`: fairseq models ``hf_token_classifier``, ``hf_sequence_classifier``;
+* :mod:`.loading`: what those wrappers share: their options (a local ``--hf-model-dir``),
+  loading the HF model and tokenizer, turning fairseq batches into HF inputs;
+* :mod:`.seam`: the ``"addrop"`` attention implementation registered with
+  transformers' ``AttentionInterface`` / ``AttentionMaskInterface``, site discovery, and the
+  wrappers' ``addrop_attention_sites`` (:class:`~.seam.HFSitesMixin`);
 * :mod:`.vocab`: the one-to-one fairseq dictionary <-> tokenizer ids mapping;
 * :mod:`.bpe`: ``--bpe hf`` / ``--tokenizer hf`` detokenization with the HF tokenizer;
 * ``python -m addrop_fairseq.hf_preprocess``: raw text / TSV / CoNLL -> fairseq binarized data.

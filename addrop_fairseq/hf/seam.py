@@ -10,12 +10,12 @@ most current architectures) through ``ALL_ATTENTION_FUNCTIONS[config._attn_imple
   (``0`` = may attend, dtype minimum = may not) for it. Without it transformers builds *no*
   mask for an unknown implementation and padding is silently attended.
 
-The function receives the attention module first. While the module has no
-``_addrop_hook`` it hands the call to the implementation the model used before
-(``sdpa`` or ``eager``), so outputs are the stock ones. With a hook (set by the
-criterion's :func:`addrop_fairseq.attention.recording` / ``masking`` contexts on the
-sites :func:`attention_sites` returns) it computes eager attention with the two seams of
-the fairseq override:
+The function receives the attention module first. While the module is idle (no hook in
+its :class:`~addrop_fairseq.sites.SiteState`) it hands the call to the implementation the
+model used before (``sdpa`` or ``eager``), so outputs are the stock ones. With a hook (set
+by the criterion's :func:`addrop_fairseq.sites.recording` / ``masking`` contexts on the
+sites :func:`discover` returns) it computes eager attention with the seams of the fairseq
+override:
 
 * ``scores = hook.scores(module, scores[B,H,T,S], valid[B,1,T,S])`` on the masked
   pre-softmax scores (``needs_scores``), ``valid`` being the keys the mask allows (and, for
@@ -26,17 +26,22 @@ the fairseq override:
   dropout, the tensor that multiplies V (``needs_attended``; what GA and IGA differentiate).
 
 A model is switched with ``model.set_attn_implementation("addrop")`` only when AD-DROP
-asks for its sites; until then (and in ``fairseq-generate``) it is untouched.
+asks for its sites; until then (and in ``fairseq-generate``) it is untouched. The fairseq
+wrappers ask through :class:`HFSitesMixin`, which gives them the ``addrop_attention_sites``
+``--criterion addrop_ce`` calls.
 """
+import logging
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..attention import KINDS, AttentionSite, default_kinds, select_from
+from ..sites import KINDS, STATE, AttentionSite, SiteState, select_from, state
 from . import _compat
 
 NAME = "addrop"
+
+logger = logging.getLogger(__name__)
 
 _registered = False
 _probe: Optional[List] = None  # while discovering sites: (module, q_len, kv_len) per call
@@ -56,10 +61,6 @@ def register() -> None:
     tf.AttentionInterface.register(NAME, addrop_attention_forward)
     tf.AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
     _registered = True
-
-
-def _stock(module) -> str:
-    return getattr(module, "_addrop_fallback", None) or "sdpa"
 
 
 def valid_from_mask(attention_mask: Optional[Tensor], query: Tensor, key: Tensor, self_attention: bool) -> Tensor:
@@ -108,7 +109,7 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
         else:
             scores = scores + mask
     if hook is not None and hook.needs_scores:
-        valid = valid_from_mask(attention_mask, query, key, getattr(module, "_addrop_self", True))
+        valid = valid_from_mask(attention_mask, query, key, state(module).self_attention)
         scores = hook.scores(module, scores, valid)
     probs = nn.functional.softmax(scores, dim=-1)
     if hook is not None and hook.needs_probs:
@@ -124,9 +125,10 @@ def addrop_attention_forward(module, query, key, value, attention_mask, scaling=
     """The ``"addrop"`` attention implementation (see the module docstring)."""
     if _probe is not None:
         _probe.append((module, query.size(2), key.size(2)))
-    hook = getattr(module, "_addrop_hook", None)
+    st = state(module)
+    hook = st.hook if st is not None else None
     if hook is None:
-        stock = _stock(module)
+        stock = st.fallback if st is not None else "sdpa"
         if stock == "eager":
             return eager_attention(module, query, key, value, attention_mask, scaling, dropout)
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -165,7 +167,13 @@ def switch(hf_model: nn.Module) -> None:
             "through transformers' AttentionInterface (set_attn_implementation is not supported), "
             "so AD-DROP cannot reach its attention maps"
         )
-    hf_model._addrop_stock_attn = current
+    setattr(hf_model, STATE, SiteState(fallback=current))  # the implementation it had
+
+
+def stock_implementation(hf_model: nn.Module) -> str:
+    """The attention implementation ``hf_model`` used before :func:`switch` (sdpa if unknown)."""
+    st = state(hf_model)
+    return st.fallback if st is not None else "sdpa"
 
 
 def probe(hf_model: nn.Module, run) -> List[tuple]:
@@ -190,8 +198,8 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
     ``encoder``: the encoder stack of an encoder-decoder model (its calls are encoder-self;
     a decoder call whose keys number ``src_len`` is encoder-decoder, any other
     decoder-self). Without ``encoder`` every call is encoder-self. Layers are numbered in
-    call order within a kind. Each module gets ``_addrop_hook = None`` (idle),
-    ``_addrop_self`` and ``_addrop_fallback`` (the implementation used while idle).
+    call order within a kind. Each module gets its idle :class:`SiteState` (whether it is
+    self-attention, and the implementation it falls back to while idle).
     """
     switch(hf_model)
     calls = probe(hf_model, run)
@@ -203,7 +211,7 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
         )
     names = {id(m): n for n, m in hf_model.named_modules()}
     in_encoder = {id(m) for m in encoder.modules()} if encoder is not None else None
-    stock = getattr(hf_model, "_addrop_stock_attn", None) or "sdpa"
+    stock = stock_implementation(hf_model)
     sites, seen, count = [], set(), {k: 0 for k in KINDS}
     for module, q_len, kv_len in calls:
         if id(module) in seen:
@@ -219,26 +227,10 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
             kind = "encoder-decoder"
         else:
             kind = "decoder-self"
-        module._addrop_hook = None
-        module._addrop_self = kind != "encoder-decoder"
-        module._addrop_fallback = stock
+        setattr(module, STATE, SiteState(self_attention=kind != "encoder-decoder", fallback=stock))
         sites.append(AttentionSite(prefix + names.get(id(module), type(module).__name__), kind, count[kind], module))
         count[kind] += 1
     return sites
-
-
-def select(sites: Sequence[AttentionSite], kinds: Optional[Sequence[str]], layers: Optional[Sequence[int]],
-           model_name: str) -> List[AttentionSite]:
-    """The sites of ``kinds`` (None: ``--addrop-attention auto``) at ``layers`` (None: all).
-
-    ValueErrors name the problem, as :func:`addrop_fairseq.attention.select_sites` does.
-    """
-    if kinds is None:
-        kinds = default_kinds(list(sites))
-    for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"--addrop-attention: unknown kind {kind!r}; choose from {KINDS}")
-    return select_from(sites, kinds, layers, model_name)
 
 
 def kinds_of(sites: Sequence[AttentionSite]) -> Dict[str, int]:
@@ -246,3 +238,47 @@ def kinds_of(sites: Sequence[AttentionSite]) -> Dict[str, int]:
     for s in sites:
         out[s.kind] = out.get(s.kind, 0) + 1
     return out
+
+
+# ---------------------------------------------------------------------- the wrappers' sites
+
+PROBE_SOURCE_LENGTH = 3
+PROBE_TARGET_LENGTH = 2
+"""Lengths of the probe forward pass that discovers a wrapper's sites: its source, and the
+decoder input of an encoder-decoder model. :func:`discover` (``src_len=PROBE_SOURCE_LENGTH``)
+tells a decoder module's attention by lengths alone: keys as many as the source and queries
+not, encoder-decoder; otherwise decoder-self. So the two must differ: were they equal,
+encoder-decoder attention would be taken for decoder self-attention."""
+
+
+class HFSitesMixin:
+    """AD-DROP sites of the HF model a fairseq wrapper holds: ``addrop_attention_sites``,
+    what ``--criterion addrop_ce`` asks a model for.
+
+    The wrapper provides ``hf`` (the HF model), ``vocab_map`` (:class:`.vocab.VocabMap`),
+    ``device_anchor`` (a tensor on the model's device) and ``_probe_run()``: one forward pass
+    of ``hf`` on :meth:`_probe_source` (and, encoder-decoder, a decoder input of
+    :data:`PROBE_TARGET_LENGTH`). Sites are discovered on first use and kept.
+    """
+
+    _discovered_sites: Optional[List[AttentionSite]] = None  # every site of ``hf``, in call order
+
+    def _probe_run(self) -> None:  # pragma: no cover - each wrapper has its own
+        raise NotImplementedError
+
+    def _probe_source(self) -> Tensor:
+        """[1, PROBE_SOURCE_LENGTH] unknown-token ids: which modules run matters, not the text."""
+        unk = self.vocab_map.roles["<unk>"]
+        return torch.full((1, PROBE_SOURCE_LENGTH), unk, dtype=torch.long, device=self.device_anchor.device)
+
+    def addrop_attention_sites(self, kinds=None, layers=None) -> List[AttentionSite]:
+        """The sites of ``kinds`` (None: :func:`~addrop_fairseq.sites.default_kinds`) at
+        ``layers`` (None: all).
+
+        Switches the HF model to the ``addrop`` attention implementation on first use.
+        """
+        if self._discovered_sites is None:
+            encoder = self.hf.get_encoder() if self.hf.config.is_encoder_decoder else None
+            self._discovered_sites = discover(self.hf, self._probe_run, encoder=encoder, src_len=PROBE_SOURCE_LENGTH)
+            logger.info("AD-DROP sites of %s: %s", type(self.hf).__name__, kinds_of(self._discovered_sites))
+        return select_from(self._discovered_sites, kinds, layers, type(self.hf).__name__)

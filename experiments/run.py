@@ -1,0 +1,300 @@
+#!/usr/bin/env python
+"""Run a named study through the real CLI, one small JSON per run; resumable.
+
+    python experiments/run.py tune  --tasks rte,mrpc,cola,stsb,sst2 --jobs 2   # FT's learning rate
+    python experiments/run.py glue  --tasks rte,mrpc,cola,stsb,sst2 --seeds 1,2,3 --jobs 2
+    python experiments/run.py prior --seeds 1,2,3 --jobs 2
+    python experiments/run.py cost  --jobs 1
+    python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
+    python experiments/run.py --smoke                       # what the test suite runs
+    python experiments/report.py                            # RESULTS.md and figures from the JSONs
+
+Every run is ``fairseq-train --user-dir addrop_fairseq ... --log-format json`` (the command a
+user types), on real MiniLM weights and GLUE from ``../shared/data/glue``. Its summary goes to
+``experiments/results/<study>/<task>/<method>/seed<N>.json``: the exact command, versions and
+git commit, per-epoch train loss, dev loss and dev metrics, best and last epoch, train_wall,
+updates, peak memory. A run whose JSON exists is skipped, so a study resumes where it
+stopped, across sessions and machines. Binarized data and logs go to ``experiments/work/``
+(not committed); nothing is checkpointed (``--no-save``).
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import glue  # noqa: E402
+import studies  # noqa: E402
+
+RESULTS = HERE / "results"
+WORK = HERE / "work"
+SEC_PER_UPDATE = {"rte": 2.4, "mrpc": 1.8, "cola": 0.5, "stsb": 1.2, "sst2": 0.7}  # MiniLM, batch 16, 1 thread
+_print_lock = threading.Lock()
+
+
+def say(msg: str) -> None:
+    with _print_lock:
+        print(msg, flush=True)
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("ADDROP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def result_path(results: Path, run: studies.Run) -> Path:
+    return results / f"{run.key}.json"
+
+
+def tuned_lrs(results: Path) -> Dict[str, float]:
+    """Per task, the FT learning rate of study ``tune`` with the best best-epoch dev score."""
+    best: Dict[str, tuple] = {}
+    for path in sorted((results / "tune").glob("*/*/seed*.json")):
+        r = json.loads(path.read_text())
+        score = r["best"]["score"]
+        if r["task"] not in best or score > best[r["task"]][0]:
+            best[r["task"]] = (score, r["lr"])
+    return {t: lr for t, (_, lr) in best.items()}
+
+
+def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
+    return math.ceil(sizes["train"] / studies.BATCH)
+
+
+def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, device: str) -> List[str]:
+    task = glue.TASKS[run.task]
+    flags = list(run.flags)
+    total = updates_per_epoch(run, sizes) * run.epochs
+    if "--max-update" in flags:
+        total = int(flags[flags.index("--max-update") + 1])
+    cmd = [
+        "fairseq-train", str(data_bin), "--user-dir", str(REPO / "addrop_fairseq"),
+        "--task", "sentence_prediction", "--num-classes", str(task.num_classes), "--max-positions", "512",
+        "--arch", "hf_sequence_classifier", "--hf-model-dir", model_dir,
+        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
+        "--lr", f"{run.lr:g}", "--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
+        "--warmup-updates", str(max(1, int(0.06 * total))),
+        "--batch-size", str(studies.BATCH), "--required-batch-size-multiple", "1", "--max-epoch", str(run.epochs),
+        "--seed", str(run.seed), "--no-save", "--log-format", "json", "--log-interval", "1000",
+        "--num-workers", "0", *task.flags,
+    ]
+    if task.regression:
+        cmd += ["--regression-target"]
+    if "--disable-validation" not in flags:
+        cmd += ["--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
+    if device == "cpu":
+        cmd += ["--cpu"]
+    return cmd + flags
+
+
+def portable(cmd: List[str], model_dir: str, work: Path) -> List[str]:
+    """The command with machine paths replaced by placeholders (it is committed)."""
+    out = []
+    for a in cmd:
+        a = a.replace(str(REPO / "addrop_fairseq"), "addrop_fairseq").replace(model_dir, "$MINILM")
+        out.append(a.replace(str(work), "$WORK"))
+    return out
+
+
+def parse_log(lines: List[str]) -> List[dict]:
+    """Per-epoch records from fairseq's ``--log-format json`` output."""
+    epochs: Dict[int, dict] = {}
+    for line in lines:
+        i = line.find('{"epoch"')
+        if i < 0:
+            continue
+        try:
+            stats = json.loads(line[i:])
+        except json.JSONDecodeError:
+            continue
+        keys = list(stats)
+        if not any(k.startswith(("train_", "valid_")) for k in keys) or any(k.startswith("train_inner") for k in keys):
+            continue
+        rec = epochs.setdefault(int(stats["epoch"]), {"epoch": int(stats["epoch"])})
+        for k, v in stats.items():
+            if k.startswith(("train_", "valid_")) and not k.startswith(("train_inner",)):
+                try:
+                    rec[k] = float(v)
+                except (TypeError, ValueError):
+                    rec[k] = v
+    return [epochs[e] for e in sorted(epochs)]
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "fairseq-fixed", "transformers"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "addrop_fairseq"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip() != ""
+        out["git_commit"] = commit + ("+dirty" if dirty else "")
+    except OSError:
+        out["git_commit"] = None
+    return out
+
+
+def summarise(run: studies.Run, epochs: List[dict]) -> dict:
+    metric = glue.TASKS[run.task].metric
+    key = f"valid_{metric}"
+    scored = [e for e in epochs if key in e]
+    out = {"metric": metric}
+    if scored:
+        best = max(scored, key=lambda e: e[key])
+        out["best"] = {"epoch": best["epoch"], "score": best[key]}
+        out["last"] = {"epoch": scored[-1]["epoch"], "score": scored[-1][key]}
+    else:
+        out["best"] = out["last"] = {"epoch": None, "score": None}
+    return out
+
+
+def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, total: int) -> Optional[dict]:
+    data_bin, sizes = prepared[(run.task, run.train_size, run.dev_size, run.max_length)]
+    cmd = command(run, data_bin, sizes, model_dir, args.device)
+    log_dir = args.work / "logs" / run.study / run.task / run.method
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"seed{run.seed}.log"
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    start = time.time()
+    lines: List[str] = []
+    epoch_times: List[float] = []
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            lines.append(line)
+            if '"valid_loss"' in line or ('"train_loss"' in line and "--disable-validation" in run.flags):
+                epoch_times.append(time.time() - start)
+                done = len(epoch_times)
+                eta = (time.time() - start) / done * (run.epochs - done)
+                rec = parse_log([line])
+                score = rec[0].get(f"valid_{glue.TASKS[run.task].metric}") if rec else None
+                say(f"[{index}/{total}] {run.key}: epoch {done}/{run.epochs}"
+                    + (f", dev {glue.TASKS[run.task].metric} {score:g}" if score is not None else "")
+                    + f", {time.time() - start:.0f}s, ETA {eta:.0f}s")
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        say(f"[{index}/{total}] {run.key}: FAILED (exit {proc.returncode}); log: {log_path}\n" + "".join(lines[-15:]))
+        return None
+    epochs = parse_log(lines)
+    updates = max((e.get("train_num_updates", 0) for e in epochs), default=0)
+    result = {
+        "study": run.study, "task": run.task, "method": run.method, "seed": run.seed, "meta": dict(run.meta),
+        "lr": run.lr, "epochs_planned": run.epochs, "batch_size": studies.BATCH,
+        "data": {**sizes, "max_length": run.max_length},
+        "command": portable(cmd, model_dir, args.work),
+        "versions": versions(), "device": args.device, "threads": args.threads,
+        "epochs": epochs, **summarise(run, epochs),
+        "updates": int(updates),
+        "train_wall": sum(e.get("train_train_wall", e.get("train_wall", 0.0)) for e in epochs),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
+    path = result_path(args.results, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    say(f"[{index}/{total}] {run.key}: done in {wall:.0f}s, best {result['metric']} {result['best']['score']} "
+        f"(epoch {result['best']['epoch']}) -> {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return result
+
+
+def estimate(run: studies.Run) -> float:
+    """Rough CPU seconds of a run (dry-run plan): updates x seconds per update x method cost + dev passes."""
+    n = run.train_size or 1000
+    updates = math.ceil(n / studies.BATCH) * run.epochs
+    flags = list(run.flags)
+    if "--max-update" in flags:
+        updates = int(flags[flags.index("--max-update") + 1])
+    sec = SEC_PER_UPDATE.get(run.task, 1.5) * (run.max_length / 128)
+    dev = 0 if "--disable-validation" in flags else run.epochs * 300 * sec / 3 / studies.BATCH
+    return updates * sec * run.cost + dev
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("study", nargs="?", choices=sorted(studies.STUDIES))
+    p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: the study's)")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its CPU-time estimate")
+    p.add_argument("--smoke", action="store_true", help="the smoke study (one task, one seed, a few updates)")
+    p.add_argument("--only", default=None, help="comma-separated methods to run (default: all of the study's)")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--data", type=Path, default=None, help="folder with glue/ (default ../shared/data)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    study = "smoke" if args.smoke else args.study
+    if study is None:
+        build_parser().error("name a study or pass --smoke")
+    tasks = args.tasks.split(",") if args.tasks else studies.DEFAULT_TASKS[study]
+    unknown = [t for t in tasks if t not in glue.TASKS]
+    if unknown:
+        build_parser().error(f"unknown task(s) {unknown}; known: {sorted(glue.TASKS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lrs = tuned_lrs(args.results)
+    if study in ("glue", "prior", "cost"):
+        untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
+        if untuned:
+            say(f"note: no tune results for {untuned}: learning rate {studies.DEFAULT_LR:g} "
+                "(run `python experiments/run.py tune` first)")
+    runs = studies.STUDIES[study](tasks, seeds, lrs)
+    if args.only:
+        runs = [r for r in runs if r.method in args.only.split(",")]
+    todo = [r for r in runs if not result_path(args.results, r).exists()]
+    est = sum(estimate(r) for r in todo)
+    say(f"study {study}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run; "
+        f"estimated {est / 3600:.1f} CPU-hours ({est / 3600 / max(1, args.jobs):.1f} h wall at --jobs {args.jobs})")
+    if args.dry_run:
+        for r in todo:
+            say(f"  {r.key:<40} lr {r.lr:g}  {r.epochs} ep  train {r.train_size}  ~{estimate(r) / 60:.0f} min  "
+                + " ".join(r.flags))
+        return 0
+    if not todo:
+        return 0
+    data = args.data or shared_data()
+    model_dir = glue.minilm_dir()
+    prepared = {}
+    for key in sorted({(r.task, r.train_size, r.dev_size, r.max_length) for r in todo}, key=str):
+        task, n_train, n_dev, max_len = key
+        say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (MiniLM tokenizer, max length {max_len})")
+        prepared[key] = glue.prepare(data / "glue", task, n_train, args.work, n_dev, max_len, model_dir)
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(execute, r, args, prepared, model_dir, i + 1, len(todo)) for i, r in enumerate(todo)]
+        for f in futures:
+            failed += f.result() is None
+    say(f"study {study}: {len(todo) - failed} runs done, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

