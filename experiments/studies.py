@@ -74,7 +74,7 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
     }
 
 
-def tune(tasks, seeds) -> List[Run]:
+def tune(tasks, seeds, lrs=None) -> List[Run]:
     """FT's learning rate per task from a small grid, seed 1 only (fairness: the baseline is tuned)."""
     return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr) for t in tasks for lr in LR_GRID]
 
