@@ -9,29 +9,38 @@ import functools
 import inspect
 
 
+class _Followed:
+    """What is kept on a followed task (``task._addrop``): the callbacks to call."""
+
+    def __init__(self, on_begin_epoch, on_train_step):
+        self.on_begin_epoch = on_begin_epoch
+        self.on_train_step = on_train_step
+
+
 def follow_training(task, on_begin_epoch, on_train_step) -> None:
     """Call ``on_begin_epoch(epoch, model)`` / ``on_train_step(update_num)`` before the task's own.
 
     Following again (a new criterion on the same task) replaces the callbacks.
     """
-    task._addrop_callbacks = (on_begin_epoch, on_train_step)
-    if getattr(task, "_addrop_followed", False):
+    followed = getattr(task, "_addrop", None)
+    if followed is not None:
+        followed.on_begin_epoch, followed.on_train_step = on_begin_epoch, on_train_step
         return
+    followed = task._addrop = _Followed(on_begin_epoch, on_train_step)
     begin_epoch = task.begin_epoch
     train_step = task.train_step
     update_num_pos = list(inspect.signature(train_step).parameters).index("update_num")
 
     @functools.wraps(begin_epoch)
     def begin_epoch_hook(epoch, model):
-        task._addrop_callbacks[0](epoch, model)
+        followed.on_begin_epoch(epoch, model)
         return begin_epoch(epoch, model)
 
     @functools.wraps(train_step)
     def train_step_hook(*args, **kwargs):
         update_num = kwargs["update_num"] if "update_num" in kwargs else args[update_num_pos]
-        task._addrop_callbacks[1](update_num)
+        followed.on_train_step(update_num)
         return train_step(*args, **kwargs)
 
     task.begin_epoch = begin_epoch_hook
     task.train_step = train_step_hook
-    task._addrop_followed = True

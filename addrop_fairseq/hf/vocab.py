@@ -210,10 +210,6 @@ class VocabMap:
         )
 
 
-def to_hf_ids(tokens: Tensor, to_hf: Tensor) -> Tensor:
-    return to_hf[tokens]
-
-
 def to_fairseq_logits(logits: Tensor, out_index: Tensor, extra: Optional[Tensor]) -> Tensor:
     """[..., V_hf] -> [..., V_fairseq]; symbols without an HF id get max - 100."""
     out = logits.index_select(-1, out_index)
