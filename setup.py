@@ -24,5 +24,6 @@ setup(
         "seqeval",
         "transformers>=5.0",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # matplotlib: experiments/report.py figures (the smoke test regenerates a report)
+    extras_require={"test": ["pytest", "hypothesis", "matplotlib"]},
 )

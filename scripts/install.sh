@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing for addrop_fairseq into the current Python, and nothing more.
 #   bash scripts/install.sh          # the package and its runtime dependencies
-#   bash scripts/install.sh test     # ... plus the test extras (pytest, hypothesis)
+#   bash scripts/install.sh test     # ... plus the test extras (pytest, hypothesis, matplotlib)
 # torch goes first and pinned: an unpinned torch pulls a multi-GB CUDA build, and
 # fairseq's build needs torch present.
 set -euo pipefail
@@ -16,7 +16,7 @@ fi
 
 want_extra=${1:-}
 check='import fairseq, sacrebleu, sentencepiece, seqeval, transformers, addrop_fairseq'
-[ "$want_extra" = test ] && check="$check, pytest, hypothesis"
+[ "$want_extra" = test ] && check="$check, pytest, hypothesis, matplotlib"
 if ! "$PY" -c "$check" >/dev/null 2>&1 \
    || ! "$PY" -c "import addrop_fairseq, pathlib, sys; sys.exit(pathlib.Path(addrop_fairseq.__file__).resolve().parents[1] != pathlib.Path('.').resolve())" >/dev/null 2>&1; then
     echo "[install] pip install -e .${want_extra:+[$want_extra]} (fairseq-fixed compiles its extensions: ~4 min the first time)"

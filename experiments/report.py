@@ -1,0 +1,324 @@
+#!/usr/bin/env python
+"""RESULTS.md and figures/*.png from the stored run JSONs; nothing typed by hand.
+
+    python experiments/report.py                       # experiments/results -> experiments/RESULTS.md
+    python experiments/report.py --results DIR --out DIR
+
+Deterministic: the same JSONs give the same RESULTS.md, byte for byte. Judgement per task
+and method, from the per-seed paired differences to FT (same seed, same data): "helps" when
+the mean difference is positive and larger than twice its standard error, "hurts" when
+negative and larger than twice its standard error, otherwise "within noise" (and "one seed:
+no verdict" below two seeds).
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import glue  # noqa: E402
+import studies  # noqa: E402
+
+METHOD_NAMES = {
+    "ft": "FT (fine-tuning)",
+    "addrop": "AD-DROP (GA, pseudo labels, cross-tuning)",
+    "rd": "RD (random region, same p, q)",
+    "attn_dropout": "extra attention dropout (0.1 + p·q)",
+    "rdrop": "R-Drop (alpha 1)",
+}
+GLUE_ORDER = ["rte", "mrpc", "cola", "stsb", "sst2"]
+
+
+def load(results: Path) -> List[dict]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*/*/*/seed*.json"))]
+
+
+def fmt(x: Optional[float], nd: int = 1) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def mean_std(xs: List[float]) -> str:
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.1f}"
+    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}"
+
+
+def verdict(diffs: List[float]) -> str:
+    if len(diffs) < 2:
+        return "one seed: no verdict"
+    m = statistics.mean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    if m > 0 and m > 2 * se:
+        return "helps"
+    if m < 0 and -m > 2 * se:
+        return "hurts"
+    return "within noise"
+
+
+def by(runs, *keys):
+    out = defaultdict(list)
+    for r in runs:
+        out[tuple(r[k] for k in keys)].append(r)
+    return out
+
+
+def header(runs: List[dict]) -> List[str]:
+    if not runs:
+        return []
+    v = runs[0]["versions"]
+    devices = sorted({f"{r['device']} ({r['threads']} thread{'s' if r['threads'] > 1 else ''} per run)" for r in runs})
+    cpu_h = sum(r["cpu_s"] for r in runs) / 3600
+    commits = sorted({r["versions"].get("git_commit") or "?" for r in runs})
+    return [
+        f"Runs: {len(runs)}, {cpu_h:.1f} CPU-hours in all; device {', '.join(devices)}; "
+        f"python {v['python']}, torch {v['torch']}, fairseq-fixed {v['fairseq-fixed']}, "
+        f"transformers {v['transformers']}; code at {', '.join(c[:12] + ('+dirty' if c.endswith('+dirty') else '') for c in commits)}.",
+        "",
+    ]
+
+
+# ---------------------------------------------------------------------------- studies
+
+
+def tune_section(runs: List[dict]) -> List[str]:
+    if not runs:
+        return []
+    lines = ["## tune: FT's learning rate", "",
+             f"MiniLM, FT (`--addrop-schedule never`), seed 1, {studies.EPOCHS} epochs, batch {studies.BATCH}, "
+             "grid " + ", ".join(f"{lr:g}" for lr in studies.LR_GRID) + ". Best-epoch dev score; the best "
+             "learning rate is used by every method in the other studies.", "",
+             "| task | metric | " + " | ".join(f"lr {lr:g}" for lr in studies.LR_GRID) + " | chosen |",
+             "|---|---|" + "---|" * len(studies.LR_GRID) + "---|"]
+    for task in GLUE_ORDER:
+        rs = [r for r in runs if r["task"] == task]
+        if not rs:
+            continue
+        score = {r["lr"]: r["best"]["score"] for r in rs}
+        chosen = max(rs, key=lambda r: r["best"]["score"])["lr"]
+        lines.append(f"| {glue.TASKS[task].name} | {rs[0]['metric']} | "
+                     + " | ".join(fmt(score.get(lr)) for lr in studies.LR_GRID) + f" | {chosen:g} |")
+    return lines + [""]
+
+
+def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+    if not runs:
+        return []
+    lines = ["## glue: AD-DROP and its peers on five GLUE tasks (Table 1 analogue)", ""]
+    sizes = {r["task"]: r["data"] for r in runs}
+    epochs = sorted({r["epochs_planned"] for r in runs})
+    lines.append("Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
+                 "dev sets whole unless marked): "
+                 + "; ".join(f"{glue.TASKS[t].name} {sizes[t]['train']}/{sizes[t]['dev']}"
+                             + ("" if sizes[t]["dev"] == sizes[t]["dev_total"] else f" (of {sizes[t]['dev_total']})")
+                             for t in GLUE_ORDER if t in sizes) + ". "
+                 f"{'/'.join(map(str, epochs))} epochs, batch {studies.BATCH}; p, q and layers of AD-DROP and RD "
+                 "from the paper's Table 11 (BERT column), first layer for SST-2 and STS-B.")
+    lines.append("")
+    lines.append("| task (metric) | method | seeds | best epoch | last epoch | paired Δ best vs FT | per-seed Δ | verdict |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    groups = by(runs, "task", "method")
+    sentences = []
+    plot = {}
+    for task in GLUE_ORDER:
+        ft = {r["seed"]: r for r in groups.get((task, "ft"), [])}
+        for method in METHOD_NAMES:
+            rs = sorted(groups.get((task, method), []), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            best = [r["best"]["score"] for r in rs]
+            last = [r["last"]["score"] for r in rs]
+            if method == "ft":
+                diff_txt = seeds_txt = judge = ""
+            else:
+                diffs = [r["best"]["score"] - ft[r["seed"]]["best"]["score"] for r in rs if r["seed"] in ft]
+                plot[(task, method)] = diffs
+                diff_txt = mean_std(diffs) if diffs else "–"
+                seeds_txt = ", ".join(f"{d:+.1f}" for d in diffs)
+                judge = verdict(diffs)
+                if diffs:
+                    sentences.append(f"- {glue.TASKS[task].name}, {METHOD_NAMES[method]}: {judge} "
+                                     f"(paired Δ {diff_txt} over {len(diffs)} seeds).")
+            lines.append(f"| {glue.TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
+                         f"{mean_std(best)} | {mean_std(last)} | {diff_txt} | {seeds_txt} | {judge} |")
+    lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed):", ""] + sentences + [""]
+    if plot:
+        name = "glue_paired_differences.png"
+        plot_paired(plot, figures / name)
+        lines += [f"![paired differences to FT]({rel}/{name})", ""]
+    return lines
+
+
+def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+    if not runs:
+        return []
+    lines = ["## prior: dropping low- vs high-attribution positions (Fig. 2 / Fig. 7 analogue)", "",
+             "MRPC, first layer only, gold-label GA, AD-DROP on every update; dropping rate 0.3 "
+             "(p = 0.3, q = 1): none (FT), random (RD), high (AD-DROP's candidates) and low "
+             "(the int(p n) lowest-attribution keys, as the reference code).", ""]
+    main = [r for r in runs if r["meta"].get("rate") == "0.3" or r["method"] == "none"]
+    strategies = ["none", "random", "high", "low"]
+    lines += ["| strategy | seeds | final train loss | final dev loss | best dev F1 | last dev F1 |", "|---|---|---|---|---|---|"]
+    curves = {}
+    for s in strategies:
+        rs = [r for r in main if r["method"] == s]
+        if not rs:
+            continue
+        tl = [r["epochs"][-1].get("train_loss") for r in rs]
+        vl = [r["epochs"][-1].get("valid_loss") for r in rs]
+        lines.append(f"| {s} | {len(rs)} | {mean_std_nd(tl, 3)} | {mean_std_nd(vl, 3)} | "
+                     f"{mean_std([r['best']['score'] for r in rs])} | {mean_std([r['last']['score'] for r in rs])} |")
+        curves[s] = rs
+    lines.append("")
+    if curves:
+        name = "prior_losses.png"
+        plot_prior(curves, figures / name)
+        lines += [f"![train and dev loss per epoch by strategy]({rel}/{name})", ""]
+    rates = [r for r in runs if "_rate" in r["method"]] + [r for r in main if r["method"] in ("high", "low")
+                                                           and r["seed"] == min(x["seed"] for x in main)]
+    if any("_rate" in r["method"] for r in rates):
+        name = "prior_rates.png"
+        plot_rates(rates, figures / name)
+        lines += ["Dev F1 against the dropping rate (one seed):", "", f"![dev score vs dropping rate]({rel}/{name})", ""]
+    return lines
+
+
+def cost_section(runs: List[dict]) -> List[str]:
+    if not runs:
+        return []
+    ft = next((r for r in runs if r["method"] == "ft"), None)
+    lines = ["## cost: seconds per update relative to FT (Table 7 analogue)", "",
+             f"MRPC, MiniLM, batch {studies.BATCH}, {studies.COST_UPDATES} updates each with AD-DROP on every "
+             "update (p = 0.5, q = 0.8), one run at a time; train_wall / updates from fairseq's log; peak "
+             "resident memory of the training process.", "",
+             "| method | s / update | × FT | peak RSS MiB | × FT |", "|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: r["train_wall"] / max(1, r["updates"])):
+        spu = r["train_wall"] / max(1, r["updates"])
+        ratio = spu / (ft["train_wall"] / max(1, ft["updates"])) if ft else None
+        mem = r["peak_rss_mb"] / ft["peak_rss_mb"] if ft else None
+        lines.append(f"| {r['method']} | {spu:.2f} | {fmt(ratio, 2)} | {r['peak_rss_mb']:.0f} | {fmt(mem, 2)} |")
+    return lines + [""]
+
+
+def mean_std_nd(xs, nd):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
+    plt = _plt()
+    tasks = [t for t in GLUE_ORDER if any(k[0] == t for k in plot)]
+    methods = [m for m in METHOD_NAMES if any(k[1] == m for k in plot)]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(1, len(methods))
+    for j, m in enumerate(methods):
+        for i, t in enumerate(tasks):
+            d = plot.get((t, m))
+            if not d:
+                continue
+            x = i + (j - (len(methods) - 1) / 2) * width
+            ax.bar(x, statistics.mean(d), width, color=f"C{j}", label=METHOD_NAMES[m] if i == 0 else None, alpha=0.8)
+            ax.scatter([x] * len(d), d, color="k", s=8, zorder=3)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(tasks)), [glue.TASKS[t].name for t in tasks])
+    ax.set_ylabel("dev score − FT (same seed)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_prior(curves: Dict[str, List[dict]], path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    for j, (s, rs) in enumerate(curves.items()):
+        for ax, key in zip(axes, ("train_loss", "valid_loss")):
+            n = min(len(r["epochs"]) for r in rs)
+            ys = [[r["epochs"][e][key] for r in rs] for e in range(n)]
+            mean = [statistics.mean(y) for y in ys]
+            lo, hi = [min(y) for y in ys], [max(y) for y in ys]
+            xs = list(range(1, n + 1))
+            ax.plot(xs, mean, color=f"C{j}", label=s)
+            ax.fill_between(xs, lo, hi, color=f"C{j}", alpha=0.2)
+    axes[0].set_title("train loss")
+    axes[1].set_title("dev loss")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_rates(runs: List[dict], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for j, s in enumerate(("high", "low")):
+        pts = sorted((float(r["meta"]["rate"]), r["best"]["score"]) for r in runs if r["meta"].get("strategy") == s)
+        if pts:
+            ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", color=f"C{j + 2}", label=f"drop {s}")
+    ax.set_xlabel("dropping rate")
+    ax.set_ylabel("best dev F1")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def render(runs: List[dict], figures: Path, rel: str) -> str:
+    lines = ["# Results", "",
+             "Generated by `python experiments/report.py` from the JSONs in `experiments/results/` "
+             "(one per run, written by `python experiments/run.py STUDY`); do not edit by hand.", ""]
+    lines += header(runs)
+    per_study = by(runs, "study")
+    lines += tune_section([r for (s,), rs in per_study.items() if s == "tune" for r in rs])
+    lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "smoke") for r in rs], figures, rel)
+    lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel)
+    lines += cost_section([r for (s,), rs in per_study.items() if s == "cost" for r in rs])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
+    args = p.parse_args(argv)
+    runs = load(args.results)
+    text = render(runs, args.out / "figures", "figures")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
+    print(f"{args.out / 'RESULTS.md'}: {len(runs)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
