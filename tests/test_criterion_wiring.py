@@ -215,3 +215,23 @@ def test_cross_period_alternates_updates_through_the_criterion(tdir):
         crit.set_update_num(update)
         active.append(crit(model, sample)[2]["addrop_active"])
     assert active == [0, 0, 1, 1, 0, 0]
+
+
+def test_epoch_drop_fraction_is_weighted_by_valid_positions():
+    """fairseq aggregates the per-update values over an epoch: the epoch's addrop_drop_frac is
+    sum(dropped) / sum(valid), not the mean of the per-update fractions."""
+    from fairseq.logging import metrics
+
+    from addrop_fairseq.criterions.addrop_ce import ADDropCriterion
+
+    def log(dropped, valid):
+        return {"loss": 1.0, "ntokens": 8, "nsentences": 4, "sample_size": 4, "addrop_steps": 1,
+                "addrop_active": 1, "addrop_dropped": dropped, "addrop_valid": valid}
+
+    with metrics.aggregate(new_root=True) as agg:
+        ADDropCriterion.reduce_metrics([log(1, 10)])
+        ADDropCriterion.reduce_metrics([log(30, 40)])
+        ADDropCriterion.reduce_metrics([log(0, 0) | {"addrop_active": 0}])
+    values = agg.get_smoothed_values()
+    assert values["addrop_drop_frac"] == pytest.approx(31 / 50, abs=1e-4)
+    assert values["addrop_active"] == pytest.approx(2 / 3, abs=1e-3)
