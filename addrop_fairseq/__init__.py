@@ -6,14 +6,7 @@ package registers the criterion, tasks and models with fairseq. The maths
 :mod:`addrop_fairseq.schedule`) imports no fairseq and can be used on its own.
 """
 
-import os
-
 __version__ = "0.1.0"
-
-# fairseq 0.12 pickles its config (argparse.Namespace, omegaconf) into checkpoints, which
-# torch >= 2.6 refuses to load by default; fairseq cannot resume or generate otherwise.
-# Set only if the user has not chosen: the plugin is loaded by fairseq-train before resuming.
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 try:  # the fairseq glue; the pure maths stays importable without fairseq
     import fairseq  # noqa: F401
@@ -21,3 +14,9 @@ except ImportError:  # pragma: no cover - exercised only without fairseq
     pass
 else:
     from . import criterions, models, tasks  # noqa: F401
+    from .safe_loading import allow_fairseq_checkpoints
+
+    # fairseq pickles its config into checkpoints; torch >= 2.6 loads weights only by default.
+    # Allowlist exactly what fairseq checkpoints hold, keeping safe loading on (resuming with
+    # --user-dir, generating, tagging); see safe_loading.py.
+    allow_fairseq_checkpoints()

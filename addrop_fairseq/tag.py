@@ -11,7 +11,6 @@ unknown words included. When the last column holds gold tags, prints seqeval's r
 (per entity type and micro average). Malformed input stops with an error naming the line.
 """
 import argparse
-import os
 import sys
 from typing import List
 
@@ -95,10 +94,12 @@ def report(gold, pred, stream) -> dict:
 
 
 def load(checkpoint: str, data):
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # fairseq pickles its config
     from fairseq import checkpoint_utils
 
     from . import tasks  # noqa: F401  (registers sequence_tagging and the taggers)
+    from .safe_loading import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()  # fairseq pickles its config; safe loading stays on
 
     overrides = {"data": data} if data else None
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)

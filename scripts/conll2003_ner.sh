@@ -87,7 +87,6 @@ esac
 for f in train.txt valid.txt; do
     [ -f "$DATA/$f" ] || { echo "missing $DATA/$f (--data DIR: a folder with CoNLL train.txt and valid.txt)" >&2; exit 2; }
 done
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1  # fairseq pickles its config (torch >= 2.6)
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"

@@ -27,7 +27,6 @@ def shared_data() -> Path:
 
 def cli_env(**extra) -> dict:
     env = dict(os.environ)
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # fairseq pickles its config (torch >= 2.6)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     # tiny test models gain nothing from more threads, and spinning OpenMP threads slow
     # everything down when several processes share the 2 cores (the gloo test runs two)
