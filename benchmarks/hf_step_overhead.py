@@ -84,7 +84,9 @@ def build(args, data_dir):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    import addrop_fairseq  # noqa: F401
+    import addrop_fairseq
+
+    addrop_fairseq.register()
 
     argv = [str(data_dir), "--task", "sentence_prediction", "--num-classes", "2", "--max-positions", "512",
             "--arch", "hf_sequence_classifier", "--hf-model-dir", args.model_dir, "--criterion", "addrop_ce",

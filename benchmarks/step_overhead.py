@@ -78,7 +78,9 @@ import torch  # noqa: E402
 from fairseq import options, tasks  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
-import addrop_fairseq  # noqa: E402,F401  (registers addrop_ce)
+import addrop_fairseq  # noqa: E402
+
+addrop_fairseq.register()
 from addrop_fairseq import attribution, masks  # noqa: E402
 
 import harness  # noqa: E402  (benchmarks/harness.py, beside this script)

@@ -5,7 +5,9 @@ from pathlib import Path
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-import addrop_fairseq  # noqa: F401  (registers addrop_ce)
+import addrop_fairseq
+
+addrop_fairseq.register()  # in case a test imported the package before fairseq
 
 
 def write_dict(path: Path, n_symbols: int) -> None:

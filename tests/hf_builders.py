@@ -224,7 +224,8 @@ def epoch_stats(log: str, kind: str = "train", epoch: int = 1) -> dict:
 
 
 def run_plan(plan, path: Path, timeout: int = 900) -> dict:
-    """Run ``plan`` (steps: name, module, argv, log) with tests/hf_cli_driver.py in one process.
+    """Run ``plan`` (steps: name, module, argv, log, optional function: the module's entry
+    point, default ``cli_main``) with tests/hf_cli_driver.py in one process.
 
     Returns ``{name: (exit status, log text)}``.
     """
@@ -233,8 +234,8 @@ def run_plan(plan, path: Path, timeout: int = 900) -> dict:
 
     from conftest import REPO, cli_env
 
-    steps = [{"name": s["name"], "module": s["module"], "argv": [str(a) for a in s["argv"]], "log": str(s["log"])}
-             for s in plan]
+    steps = [{"name": s["name"], "module": s["module"], "argv": [str(a) for a in s["argv"]], "log": str(s["log"]),
+              "function": s.get("function", "cli_main")} for s in plan]
     path.write_text(json.dumps(steps))
     env = cli_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "hf_cli_driver.py"), str(path)], cwd=REPO, env=env,
@@ -255,7 +256,9 @@ def build(argv):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    import addrop_fairseq  # noqa: F401
+    import addrop_fairseq
+
+    addrop_fairseq.register()
 
     args = options.parse_args_and_arch(options.get_training_parser(), [str(a) for a in argv])
     cfg = convert_namespace_to_omegaconf(args)

@@ -16,6 +16,7 @@ import sys
 import pytest
 import torch
 
+import fairseq  # noqa: F401,I001  (first, as in fairseq-train: then importing the plugin registers it)
 import addrop_fairseq  # noqa: F401  (what fairseq's --user-dir does)
 from addrop_fairseq.safe_loading import fairseq_checkpoint_globals
 from conftest import REPO, cli_env, run_cli

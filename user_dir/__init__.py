@@ -8,7 +8,9 @@ only adds a method to the plugin's own registry.
 """
 import torch
 
-import addrop_fairseq  # noqa: F401  (registers addrop_ce and friends with fairseq)
+import addrop_fairseq
+
+addrop_fairseq.register()  # addrop_ce and friends (fairseq is imported: this is a --user-dir)
 from addrop_fairseq.attribution import gradients, register_attribution
 
 
