@@ -15,6 +15,8 @@ setup(
     # transformers >= 5 needs >= 3.10 (stock fairseq 0.12.2 does not import on 3.11)
     python_requires=">=3.11",
     packages=find_packages(include=["addrop_fairseq", "addrop_fairseq.*"]),
+    # the presets, fairseq hydra configs: addrop_fairseq/config/<setup>/<name>.yaml
+    package_data={"addrop_fairseq.config": ["*/*.yaml"]},
     install_requires=[
         "torch>=1.13",
         # fairseq's post-0.12.2 main with the Python 3.11 fix: same import name and CLI
@@ -26,4 +28,12 @@ setup(
     ],
     # matplotlib: experiments/report.py figures (the smoke test regenerates a report)
     extras_require={"test": ["pytest", "hypothesis", "matplotlib"]},
+    # the user-facing CLIs (also python -m addrop_fairseq.tagging.cli / .hf.preprocess / .tagging.preprocess)
+    entry_points={
+        "console_scripts": [
+            "addrop-tag=addrop_fairseq.tagging.cli:main",
+            "addrop-tagging-preprocess=addrop_fairseq.tagging.preprocess:main",
+            "addrop-hf-preprocess=addrop_fairseq.hf.preprocess:main",
+        ],
+    },
 )

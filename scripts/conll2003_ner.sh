@@ -3,13 +3,15 @@
 #
 #   bash scripts/conll2003_ner.sh [--data DIR] [--out DIR] [--epochs N] [--size tiny|mini|small|base]
 #                                 [--seeds "1 2"] [--train-sentences N] [--valid-sentences N] [--smoke]
-#                                 [--jobs 1|2] [--threads N]
+#                                 [--jobs 1|2] [--threads N] [--preset NAME|FILE]
 #
 # Steps: prepare (slices if asked, sentencepiece, fairseq binarized data) -> for each seed:
-# train the baseline (--criterion addrop_ce --addrop-schedule never, i.e. plain CE) and AD-DROP
-# (--addrop-schedule cross) -> tag the dev file with each best checkpoint
-# (python -m addrop_fairseq.tag) -> one table of entity-level F1 / precision / recall (seqeval).
-# --smoke: a tiny model on 300 training / 100 dev sentences for 2 epochs (a few minutes on 2 CPU cores).
+# fairseq-hydra-train the baseline (addrop_ce with addrop_schedule never, i.e. plain CE) and
+# AD-DROP (cross) -> tag the dev file with each best checkpoint
+# (python -m addrop_fairseq.tagging.cli) -> one table of entity-level F1 / precision / recall (seqeval).
+# fairseq settings: the preset addrop_fairseq/config/conll2003/ner.yaml (--preset: another name
+# there or a .yaml file); the options below override it. --smoke: the ner_smoke preset (a tiny
+# model, 2 epochs) on 300 training / 100 dev sentences (a few minutes on 2 CPU cores).
 # --jobs 2 (default) trains baseline and AD-DROP side by side, --threads 1 (default) torch thread
 # each: on a shared 2-core machine that is several times faster than one job with 2 threads.
 # Other options: --attribution ga|iga|aa|rd --p P --q Q --layers all|0,1 --schedule cross|always
@@ -20,20 +22,13 @@ PY=${PYTHON:-python}
 
 DATA=$ROOT/../shared/data/conll2003
 OUT=$ROOT/runs/ner
-EPOCHS=10
-SIZE=small
+PRESET=ner
 SEEDS=1
 TRAIN_SENTS=0
 VALID_SENTS=0
-ATTRIBUTION=ga
-P=0.3
-Q=0.3
-LAYERS=all
 SCHEDULE=cross
-LR=0.0005
-MAX_TOKENS=4000
-WARMUP=400
-DROPOUT=0.1
+OVR=()  # hydra overrides of the preset from the options (defaults: the preset's values;
+        # ++key=value: added if a --preset FILE does not set the key)
 SUBWORD=sentencepiece
 SPM_VOCAB=8000
 JOBS=2
@@ -42,30 +37,43 @@ THREADS=1
 # --smoke sets small defaults first; explicit options below still override them
 for arg in "$@"; do
     if [ "$arg" = --smoke ]; then
-        SIZE=tiny; EPOCHS=2; TRAIN_SENTS=300; VALID_SENTS=100; SPM_VOCAB=1000
-        WARMUP=10; LR=0.005; MAX_TOKENS=500
+        PRESET=ner_smoke; TRAIN_SENTS=300; VALID_SENTS=100; SPM_VOCAB=1000
     fi
 done
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+# --size: transformer_tagger's sizes (small = transformer_tagger_small, base = _base), as overrides
+size() {
+    local -a d
+    case $1 in
+        tiny) d=(2 64 128 2) ;;
+        mini) d=(2 128 512 4) ;;
+        small) d=(4 256 1024 4) ;;
+        base) d=(6 512 2048 8) ;;
+        *) echo "--size must be tiny, mini, small or base" >&2; exit 2 ;;
+    esac
+    OVR+=("++model.encoder_layers=${d[0]}" "++model.encoder_embed_dim=${d[1]}"
+        "++model.encoder_ffn_embed_dim=${d[2]}" "++model.encoder_attention_heads=${d[3]}")
+}
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case $1 in
         --data) DATA=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        --epochs) EPOCHS=$2; shift 2 ;;
-        --size) SIZE=$2; shift 2 ;;
+        --preset) PRESET=$2; shift 2 ;;
+        --epochs) OVR+=("optimization.max_epoch=$2"); shift 2 ;;
+        --size) size "$2"; shift 2 ;;
         --seeds) SEEDS=$2; shift 2 ;;
         --train-sentences) TRAIN_SENTS=$2; shift 2 ;;
         --valid-sentences) VALID_SENTS=$2; shift 2 ;;
-        --attribution) ATTRIBUTION=$2; shift 2 ;;
-        --p) P=$2; shift 2 ;;
-        --q) Q=$2; shift 2 ;;
-        --layers) LAYERS=$2; shift 2 ;;
+        --attribution) OVR+=("++criterion.addrop_attribution=$2"); shift 2 ;;
+        --p) OVR+=("++criterion.addrop_p=$2"); shift 2 ;;
+        --q) OVR+=("++criterion.addrop_q=$2"); shift 2 ;;
+        --layers) OVR+=("++criterion.addrop_layers='$2'"); shift 2 ;;
         --schedule) SCHEDULE=$2; shift 2 ;;
-        --lr) LR=$2; shift 2 ;;
-        --max-tokens) MAX_TOKENS=$2; shift 2 ;;
-        --warmup) WARMUP=$2; shift 2 ;;
-        --dropout) DROPOUT=$2; shift 2 ;;
+        --lr) OVR+=("optimization.lr=[$2]"); shift 2 ;;
+        --max-tokens) OVR+=("dataset.max_tokens=$2"); shift 2 ;;
+        --warmup) OVR+=("++lr_scheduler.warmup_updates=$2"); shift 2 ;;
+        --dropout) OVR+=("++model.dropout=$2" "++model.tagger_dropout=$2"); shift 2 ;;
         --subword) SUBWORD=$2; shift 2 ;;
         --spm-vocab) SPM_VOCAB=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
@@ -75,15 +83,12 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option: $1" >&2; usage 2 >&2 ;;
     esac
 done
-case $SIZE in
-    tiny) ARCH=(--arch transformer_tagger_small --encoder-layers 2 --encoder-embed-dim 64
-                --encoder-ffn-embed-dim 128 --encoder-attention-heads 2) ;;
-    mini) ARCH=(--arch transformer_tagger_small --encoder-layers 2 --encoder-embed-dim 128
-                --encoder-ffn-embed-dim 512 --encoder-attention-heads 4) ;;
-    small) ARCH=(--arch transformer_tagger_small) ;;
-    base) ARCH=(--arch transformer_tagger_base) ;;
-    *) echo "--size must be tiny, mini, small or base" >&2; exit 2 ;;
-esac
+if [[ $PRESET == *.yaml ]]; then
+    PRESET_FILE=$(cd "$(dirname "$PRESET")" 2>/dev/null && pwd)/$(basename "$PRESET")
+else
+    PRESET_FILE=$ROOT/addrop_fairseq/config/conll2003/$PRESET.yaml
+fi
+[ -f "$PRESET_FILE" ] || { echo "--preset: no $PRESET_FILE" >&2; exit 2; }
 for f in train.txt valid.txt; do
     [ -f "$DATA/$f" ] || { echo "missing $DATA/$f (--data DIR: a folder with CoNLL train.txt and valid.txt)" >&2; exit 2; }
 done
@@ -116,22 +121,23 @@ $PY -m addrop_fairseq.tagging.preprocess --train "$TRAIN" --valid "$VALID" --des
     || { tail -20 "$OUT/preprocess.log" >&2; exit 1; }
 
 # ---------------------------------------------------------------- train + evaluate
-train() {  # train VARIANT SEED SCHEDULE
+# fairseq-hydra-train (the console script of this Python, else python -m fairseq_cli.hydra_train)
+if [ -z "${PYTHON:-}" ] && command -v fairseq-hydra-train >/dev/null 2>&1; then
+    HYDRA_TRAIN=(fairseq-hydra-train)
+else
+    HYDRA_TRAIN=("$PY" -m fairseq_cli.hydra_train)
+fi
+train() {  # train VARIANT SEED SCHEDULE: the preset with the options' overrides; log to train.log only
     local dir=$OUT/$1/seed$2
     rm -rf "$dir"; mkdir -p "$dir"
-    log "train $1 (seed $2, --addrop-schedule $3, ${EPOCHS} epochs, size $SIZE) -> $dir"
+    log "train $1 (seed $2, addrop_schedule $3, preset $(basename "$PRESET_FILE" .yaml)${OVR[*]+ + ${OVR[*]}}) -> $dir"
     local start=$SECONDS
-    $PY -m fairseq_cli.train "$OUT/data-bin" --user-dir "$ROOT/addrop_fairseq" \
-        --task sequence_tagging "${ARCH[@]}" --dropout "$DROPOUT" --tagger-dropout "$DROPOUT" \
-        --criterion addrop_ce --addrop-schedule "$3" --addrop-p "$P" --addrop-q "$Q" \
-        --addrop-layers "$LAYERS" --addrop-attribution "$ATTRIBUTION" \
-        --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler inverse_sqrt \
-        --warmup-updates "$WARMUP" --warmup-init-lr 1e-07 --clip-norm 1.0 --weight-decay 0.01 \
-        --max-tokens "$MAX_TOKENS" --max-epoch "$EPOCHS" --seed "$2" \
-        --best-checkpoint-metric f1 --maximize-best-checkpoint-metric \
-        --no-epoch-checkpoints --no-last-checkpoints --save-dir "$dir" \
-        --log-format simple --log-interval 100 > "$dir/train.log" 2>&1 \
-        || { tail -30 "$dir/train.log" >&2; exit 1; }
+    local -a cmd=("${HYDRA_TRAIN[@]}" --config-dir "$(dirname "$PRESET_FILE")" --config-name "$(basename "$PRESET_FILE" .yaml)"
+        task.data="$OUT/data-bin" common.user_dir="$ROOT/addrop_fairseq" checkpoint.save_dir="$dir"
+        checkpoint.no_last_checkpoints=true hydra/job_logging=stdout common.seed="$2"
+        ${OVR[@]+"${OVR[@]}"} ++criterion.addrop_schedule="$3")
+    echo "\$ $(printf '%q ' "${cmd[@]}")" > "$dir/train.log"
+    "${cmd[@]}" >> "$dir/train.log" 2>&1 || { tail -30 "$dir/train.log" >&2; exit 1; }
     echo $((SECONDS - start)) > "$dir/train_seconds"
     awk '/\| (train|valid) \| epoch/ { match($0, /epoch [0-9]+/); e = substr($0, RSTART + 6, RLENGTH - 6) + 0 }
          /\| valid \| epoch/ && match($0, /\| f1 [0-9.]+/) { f[e] = substr($0, RSTART + 5, RLENGTH - 5) }
@@ -139,7 +145,7 @@ train() {  # train VARIANT SEED SCHEDULE
          END { for (i = 1; i <= n; i++) printf "    %s epoch %d: %s, dev f1 %s\n", v, i, (a[i] > 0 ? "AD-DROP" : "plain"), f[i] }' \
         v="$1" "$dir/train.log"
     log "evaluate $1 seed $2 on $VALID"
-    $PY -m addrop_fairseq.tag --checkpoint "$dir/checkpoint_best.pt" --data "$OUT/data-bin" \
+    $PY -m addrop_fairseq.tagging.cli --checkpoint "$dir/checkpoint_best.pt" --data "$OUT/data-bin" \
         --input "$VALID" --output "$dir/dev.pred.txt" > "$dir/dev.report.txt" 2> "$dir/tag.log" \
         || { tail -20 "$dir/tag.log" >&2; exit 1; }
     tail -1 "$dir/dev.report.txt"

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+import fairseq  # noqa: F401,I001  (first, as fairseq-train does: importing the plugin then registers it)
+import addrop_fairseq
+
+addrop_fairseq.register()  # also when a test module imported the package before fairseq
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -1,7 +1,8 @@
 """Run several fairseq command lines in ONE Python process: ``python tests/hf_cli_driver.py PLAN.json``.
 
 Each step calls the command's own entry point (``fairseq_cli.train.cli_main``,
-``fairseq_cli.generate.cli_main``) with ``sys.argv`` set as the shell would set it, so the
+``fairseq_cli.generate.cli_main``, or the step's ``function``, e.g. ``main`` of
+``addrop_fairseq.tagging.cli``) with ``sys.argv`` set as the shell would set it, so the
 code path is the CLI's; only the interpreter start and the imports (fairseq ~5 s,
 transformers ~6 s on 2 cores) are paid once instead of per command. A step's log and
 stdout go to its ``log`` file; ``PLAN.json.result`` gets ``{name: exit status}``.
@@ -31,9 +32,12 @@ def run_step(step) -> int:
         sys.argv = [step["module"], *step["argv"]]
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                module.cli_main()
+                getattr(module, step.get("function", "cli_main"))()
             return 0
         except SystemExit as e:
+            if isinstance(e.code, str):  # sys.exit("error: ..."): the message, status 1
+                out.write(e.code + "\n")
+                return 1
             return int(e.code or 0)
         except BaseException:
             out.write(traceback.format_exc())

@@ -1,13 +1,13 @@
-"""hf_preprocess: the dictionary maps one-to-one onto the tokenizer's ids, binarized data is
-exactly the tokenizer's encoding, detokenization is the tokenizer's decode, mismatches and
-missing tokenizers are errors that say so."""
+"""addrop-hf-preprocess (:mod:`addrop_fairseq.hf.preprocess`): the dictionary maps one-to-one
+onto the tokenizer's ids, binarized data is exactly the tokenizer's encoding, detokenization
+is the tokenizer's decode, mismatches and missing tokenizers are errors that say so."""
 import shutil
 
 import pytest
 import torch
 
 import hf_builders as hb
-from addrop_fairseq import hf_preprocess
+from addrop_fairseq.hf import preprocess as hf_preprocess
 from addrop_fairseq.hf import bpe as hf_bpe
 from addrop_fairseq.hf import vocab as hv
 

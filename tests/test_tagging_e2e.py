@@ -1,6 +1,7 @@
 """End to end on slices of ../shared/data/conll2003: the script in --smoke size (which runs
-fairseq-train with addrop_ce: baseline never, AD-DROP cross), the tag CLI on a held-out
-slice and its input errors, and fine-tuning a (tiny, random) pretrained fairseq RoBERTa."""
+fairseq-train with addrop_ce: baseline never, AD-DROP cross), the tag CLI (``addrop-tag``,
+:mod:`addrop_fairseq.tagging.cli`) on a held-out slice and its input errors, and fine-tuning
+a (tiny, random) pretrained fairseq RoBERTa."""
 import re
 import subprocess
 
@@ -8,7 +9,7 @@ import pytest
 import seqeval.metrics
 import torch
 
-from addrop_fairseq import tag
+from addrop_fairseq.tagging import cli as tag_cli
 from addrop_fairseq.tagging.conll import read_conll
 from addrop_fairseq.tagging.sample import sample
 from conftest import REPO, cli_env, run_cli
@@ -89,9 +90,9 @@ def held_out(smoke, shared_data, tmp_path_factory):
 def test_tag_cli_on_held_out_slice(smoke, held_out, tmp_path):
     out, _ = smoke
     pred_file = tmp_path / "pred.txt"
-    proc = run_cli("addrop_fairseq.tag", ["--checkpoint", out / "addrop" / "seed1" / "checkpoint_best.pt",
-                                          "--data", out / "data-bin", "--input", held_out, "--output", pred_file],
-                   env=ONE_THREAD)
+    proc = run_cli("addrop_fairseq.tagging.cli",
+                   ["--checkpoint", out / "addrop" / "seed1" / "checkpoint_best.pt",
+                    "--data", out / "data-bin", "--input", held_out, "--output", pred_file], env=ONE_THREAD)
     src = held_out.read_text().splitlines()
     got = pred_file.read_text().splitlines()
     assert len(got) == len(src)
@@ -132,8 +133,8 @@ def test_tag_cli_iob1_and_tokens_only(smoke, held_out, tmp_path, capsys):
     sents = read_conll(held_out).sentences
     iob1 = tmp_path / "iob1.txt"
     write_sentences(iob1, [[[w, t] for w, t in zip(s.tokens, schemes.iob2_to_iob1(s.tags))] for s in sents])
-    r1 = tag.main(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(iob1), "--output", str(tmp_path / "o1")])
-    r2 = tag.main(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(held_out), "--output", str(tmp_path / "o2")])
+    r1 = tag_cli.run(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(iob1), "--output", str(tmp_path / "o1")])
+    r2 = tag_cli.run(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(held_out), "--output", str(tmp_path / "o2")])
     assert r1 == r2  # same entities, same scores, whichever scheme the gold is in
     p1, p2 = last_column(tmp_path / "o1"), last_column(tmp_path / "o2")
     assert [schemes.iob2_to_iob1(s) for s in p2] == p1  # written in each input's own scheme
@@ -141,7 +142,7 @@ def test_tag_cli_iob1_and_tokens_only(smoke, held_out, tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_text("\n\n".join("\n".join(s.tokens) for s in sents) + "\n")
     capsys.readouterr()  # drop the reports printed above
-    assert tag.main(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(words), "--output", "-"]) is None
+    assert tag_cli.run(["--checkpoint", str(ckpt), "--data", str(data), "--input", str(words), "--output", "-"]) is None
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert [line.split()[0] for line in lines] == [w for s in sents for w in s.tokens]
     assert [line.split()[1] for line in lines] == [t for s in p2 for t in s]
@@ -161,8 +162,8 @@ def test_tag_cli_errors_name_the_line(smoke, tmp_path, capsys, text, line, messa
     bad = tmp_path / "bad.txt"
     bad.write_text(text)
     with pytest.raises(SystemExit) as e:
-        tag.main(["--checkpoint", str(out / "addrop" / "seed1" / "checkpoint_best.pt"),
-                  "--data", str(out / "data-bin"), "--input", str(bad), "--output", str(tmp_path / "o")])
+        tag_cli.run(["--checkpoint", str(out / "addrop" / "seed1" / "checkpoint_best.pt"),
+                     "--data", str(out / "data-bin"), "--input", str(bad), "--output", str(tmp_path / "o")])
     assert f"{bad}:{line}:" in str(e.value.code) and message in str(e.value.code)
     assert not (tmp_path / "o").exists()
 
@@ -190,7 +191,7 @@ def test_roberta_tagger_fine_tunes_a_pretrained_fairseq_roberta(smoke, tmp_path)
     assert f"Loaded checkpoint {pretrained}" in log
     assert "addrop_active 1 |" in epoch_lines(log, "train")[1]
     # the fine-tuned tagger reloads for prediction (<s> ... </s> framing, first pieces only)
-    scores = tag.main(["--checkpoint", str(tmp_path / "ft" / "checkpoint_best.pt"), "--data", str(data),
+    scores = tag_cli.run(["--checkpoint", str(tmp_path / "ft" / "checkpoint_best.pt"), "--data", str(data),
                        "--input", str(out / "slices" / "valid.txt"), "--output", str(tmp_path / "pred.txt")])
     assert set(scores) == {"precision", "recall", "f1", "word_acc"}
     assert len((tmp_path / "pred.txt").read_text().splitlines()) == len(

@@ -1,10 +1,13 @@
 """Raw data -> fairseq binarized data whose dictionary maps one-to-one onto a HF tokenizer's ids.
 
-    python -m addrop_fairseq.hf_preprocess --model-dir DIR --task translation --src en --tgt ro \\
+The ``addrop-hf-preprocess`` command (also ``python -m addrop_fairseq.hf.preprocess``, or the
+old ``python -m addrop_fairseq.hf_preprocess``):
+
+    addrop-hf-preprocess --model-dir DIR --task translation --src en --tgt ro \\
         --trainpref raw/train --validpref raw/valid --testpref raw/test --destdir data-bin/enro
-    python -m addrop_fairseq.hf_preprocess --model-dir DIR --task sentence_prediction \\
+    addrop-hf-preprocess --model-dir DIR --task sentence_prediction \\
         --trainpref raw/train --validpref raw/dev --destdir data-bin/rte [--regression]
-    python -m addrop_fairseq.hf_preprocess --model-dir DIR --task sequence_tagging \\
+    addrop-hf-preprocess --model-dir DIR --task sequence_tagging \\
         --trainpref conll/train.txt --validpref conll/valid.txt --destdir data-bin/conll
 
 Inputs per task:
@@ -20,10 +23,12 @@ Inputs per task:
   ``label/`` (a label dictionary, or ``SPLIT.label`` floats with ``--regression``). Train
   with ``--task sentence_prediction`` *without* ``--init-token``/``--separator-token``.
 * sequence_tagging: CoNLL files (``PREF`` is the file itself; tag in the last column,
-  IOB1 or IOB2). Words are split by the tokenizer (``is_split_into_words``), the word's tag
-  on its first piece; writes the ``tokens/``, ``tags/``, ``tagging.json`` layout of
-  ``addrop_fairseq.tagging.preprocess``. Train with ``--task sequence_tagging
-  --prepend-bos --append-eos`` (the tokenizer's [CLS]/<s> and [SEP]/</s>).
+  IOB1 or IOB2). This is the tagging pipeline, ``addrop-tagging-preprocess --subword hf
+  --hf-model-dir DIR`` (:mod:`addrop_fairseq.tagging.preprocess`): words are split by the
+  tokenizer (``is_split_into_words``), the word's tag on its first piece, into the
+  ``tokens/``, ``tags/``, ``tagging.json`` layout that ``--task sequence_tagging`` and
+  ``addrop-tag`` read. Train with ``--task sequence_tagging --prepend-bos --append-eos``
+  (the tokenizer's [CLS]/<s> and [SEP]/</s>).
 
 The dictionary is fairseq's four specials (standing for the tokenizer's bos/cls, pad,
 eos/sep, unk) followed by every other tokenizer id in order (see
@@ -39,13 +44,13 @@ from typing import Dict, List, Sequence
 
 import torch
 
-logger = logging.getLogger("addrop_fairseq.hf_preprocess")
+logger = logging.getLogger("addrop_fairseq.hf.preprocess")
 TASKS = ("translation", "sentence_prediction", "sequence_tagging")
 SPLITS = (("train", "trainpref"), ("valid", "validpref"), ("test", "testpref"))
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="python -m addrop_fairseq.hf_preprocess", description=__doc__,
+    p = argparse.ArgumentParser(prog="addrop-hf-preprocess", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="local HF model directory with its tokenizer")
     p.add_argument("--task", required=True, choices=TASKS)
@@ -96,10 +101,10 @@ def binarize(path_prefix: str, items: Sequence[Sequence[int]], vocab_size: int) 
 
 
 class Encoder:
-    """HF ids -> fairseq indices of the hf_preprocess dictionary."""
+    """HF ids -> fairseq indices of the dictionary of :mod:`.vocab`."""
 
     def __init__(self, tokenizer):
-        from .hf import vocab
+        from . import vocab
 
         self.tokenizer = tokenizer
         self.dictionary = vocab.build_dictionary(tokenizer)
@@ -124,7 +129,7 @@ class Encoder:
         return out
 
     def write_dict(self, path: str) -> None:
-        from .hf import vocab
+        from . import vocab
 
         vocab.write_dictionary(self.tokenizer, path)
 
@@ -206,86 +211,27 @@ def sentence_prediction(args, tokenizer, enc: Encoder) -> Dict:
     return stats
 
 
-def _word_pieces(tokenizer, words: Sequence[str]):
-    """(HF ids, first-piece flags) of one sentence, no special tokens; a word without pieces is unk."""
-    enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
-    groups: Dict[int, List[int]] = {}
-    for hf_id, w in zip(enc["input_ids"], enc.word_ids()):
-        if w is not None:
-            groups.setdefault(w, []).append(hf_id)
-    ids, first = [], []
-    for w in range(len(words)):
-        pieces = groups.get(w) or [tokenizer.unk_token_id]
-        ids.extend(pieces)
-        first.extend([True] + [False] * (len(pieces) - 1))
-    return ids, first
-
-
-def _tagging_tokenizer(tokenizer, model_dir):
-    """The tokenizer, reloaded with ``add_prefix_space=True`` where pre-split words need it.
-
-    Byte-level BPE tokenizers (RoBERTa, GPT-2, BART) mark a word start with a space; HF's
-    token-classification recipe encodes every word, the first included, with one.
-    """
-    if getattr(tokenizer, "add_prefix_space", None) is False:
-        from .hf import vocab
-
-        return vocab.load_tokenizer(model_dir, add_prefix_space=True)
-    return tokenizer
-
-
 def sequence_tagging(args, tokenizer, enc: Encoder) -> Dict:
+    """The tagging pipeline itself (:mod:`addrop_fairseq.tagging.preprocess`) with ``--subword hf``."""
     from fairseq.data import Dictionary
 
-    from .tagging import schemes
-    from .tagging.conll import read_conll
+    from ..tagging import preprocess as tagging_preprocess
 
-    tokenizer = _tagging_tokenizer(tokenizer, args.model_dir)
-    if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(f"{args.model_dir}: sequence_tagging needs a fast tokenizer (word_ids)")
-    data, input_schemes = {}, {}
-    for split, path in _prefixes(args):
-        conll = read_conll(path, gold=True)
-        tag_lists = [s.tags for s in conll.sentences]
-        scheme = schemes.resolve_scheme(args.tag_scheme, tag_lists)
-        input_schemes[split] = scheme
-        data[split] = [(s.tokens, schemes.to_iob2(s.tags, scheme)) for s in conll.sentences]
-        logger.info("%s: %d sentences from %s (%s tags)", split, len(data[split]), path, scheme)
-    tag_dict = Dictionary()
-    for split in data.values():
-        for _, tags in split:
-            for t in tags:
-                tag_dict.add_symbol(t)
-    tag_dict.finalize(threshold=-1, nwords=-1, padding_factor=1)
-    for sub in ("tokens", "tags"):
-        os.makedirs(os.path.join(args.destdir, sub), exist_ok=True)
-    enc.write_dict(os.path.join(args.destdir, "tokens", "dict.txt"))
-    tag_dict.save(os.path.join(args.destdir, "tags", "dict.txt"))
-    meta = {"version": 1, "stored_scheme": "iob2", "input_schemes": input_schemes, "splits": {},
-            "subword": {"kind": "hf", "model_dir": os.path.abspath(args.model_dir)}}
-    for split, sentences in data.items():
-        toks, tags, stats = [], [], Counter()
-        for words, word_tags in sentences:
-            hf_ids, first = _word_pieces(tokenizer, words)
-            ids = enc.fairseq_ids(hf_ids)
-            target = [tag_dict.pad()] * len(ids)
-            positions = [i for i, f in enumerate(first) if f]
-            for pos, tag in zip(positions, word_tags):
-                target[pos] = tag_dict.index(tag)
-            toks.append(ids + [enc.eos])
-            tags.append(target + [tag_dict.eos()])
-            stats.update(sentences=1, words=len(words), pieces=len(ids), unk=sum(i == enc.unk for i in ids))
-        binarize(os.path.join(args.destdir, "tokens", split), toks, len(enc.dictionary))
-        binarize(os.path.join(args.destdir, "tags", split), tags, len(tag_dict))
-        meta["splits"][split] = dict(stats)
-        logger.info("%s: %s", split, dict(stats))
-    with open(os.path.join(args.destdir, "tagging.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    argv = ["--destdir", args.destdir, "--tag-scheme", args.tag_scheme, "--subword", "hf",
+            "--hf-model-dir", args.model_dir]
+    for option, value in (("--train", args.trainpref), ("--valid", args.validpref), ("--test", args.testpref)):
+        if value:
+            argv += [option, value]
+    meta = tagging_preprocess.preprocess(tagging_preprocess.get_parser().parse_args(argv))
+    for stats in meta["splits"].values():
+        enc.n_tokens += stats.get("pieces", 0)
+        enc.n_unk += stats.get("unk", 0)
+    tag_dict = Dictionary.load(os.path.join(args.destdir, "tags", "dict.txt"))
     return {"splits": meta["splits"], "tags": tag_dict.symbols[tag_dict.nspecial:]}
 
 
 def preprocess(args) -> Dict:
-    from .hf import vocab
+    from . import vocab
 
     if not args.trainpref and not args.validpref and not args.testpref:
         raise SystemExit("nothing to do: give --trainpref, --validpref and/or --testpref")

@@ -1,7 +1,12 @@
-"""Tag a CoNLL file with a trained ``sequence_tagging`` checkpoint.
+"""Tag a CoNLL file with a trained ``sequence_tagging`` checkpoint (the ``addrop-tag`` command).
 
-    python -m addrop_fairseq.tag --checkpoint runs/ner/addrop/checkpoint_best.pt \\
+    addrop-tag --checkpoint runs/ner/addrop/checkpoint_best.pt \\
         --data data-bin/conll2003 --input dev.txt --output dev.pred.txt
+
+(also ``python -m addrop_fairseq.tagging.cli``, or the old ``python -m addrop_fairseq.tag``).
+Any ``sequence_tagging`` checkpoint: ``transformer_tagger``, ``roberta_tagger``, and
+``hf_token_classifier`` on data from ``addrop-hf-preprocess --task sequence_tagging``
+(words split by the HF tokenizer recorded in the data directory).
 
 Writes the input back line for line with the predicted tag as an added last column
 (``-DOCSTART-`` lines get ``O``), in the input's tag scheme (IOB1 or IOB2; IOB2 for a file
@@ -12,14 +17,14 @@ unknown words included. When the last column holds gold tags, prints seqeval's r
 """
 import argparse
 import sys
-from typing import List
+from typing import List, Optional
 
-from .tagging import schemes
-from .tagging.conll import ConllError, read_conll, with_column
+from . import schemes
+from .conll import ConllError, read_conll, with_column
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="python -m addrop_fairseq.tag", description=__doc__,
+    p = argparse.ArgumentParser(prog="addrop-tag", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a checkpoint of fairseq-train --task sequence_tagging")
     p.add_argument("--data", help="the preprocessed data directory (default: the checkpoint's)")
@@ -82,7 +87,7 @@ def predict(task, model, conll, batch_size: int, device) -> List[List[str]]:
 def report(gold, pred, stream) -> dict:
     from seqeval.metrics import classification_report
 
-    from .tagging.metrics import entity_counts, prf
+    from .metrics import entity_counts, prf
 
     counts = entity_counts(gold, pred)
     p, r, f = prf(counts["ner_tp"], counts["ner_pred"], counts["ner_gold"])
@@ -96,19 +101,25 @@ def report(gold, pred, stream) -> dict:
 def load(checkpoint: str, data):
     from fairseq import checkpoint_utils
 
-    from . import tasks  # noqa: F401  (registers sequence_tagging and the taggers)
-    from .safe_loading import allow_fairseq_checkpoints
+    from .. import register
 
-    allow_fairseq_checkpoints()  # fairseq pickles its config; safe loading stays on
+    # sequence_tagging, the taggers, hf_token_classifier, and the allowlist of what fairseq
+    # pickles into checkpoints (safe loading stays on)
+    register()
 
     overrides = {"data": data} if data else None
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
     if not hasattr(task, "encode_words"):
         raise InputError(f"{checkpoint} was not trained with --task sequence_tagging (task: {cfg.task._name})")
+    try:
+        task.splitter  # the data's word splitter (e.g. the HF tokenizer directory it names)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     return models[0], task
 
 
-def main(argv=None):
+def run(argv=None) -> Optional[dict]:
+    """Tag (see the module docstring); returns the scores when the input has gold tags."""
     args = get_parser().parse_args(argv)
     try:
         conll = read_conll(args.input, gold=False if args.no_gold else None)
@@ -140,6 +151,11 @@ def main(argv=None):
     if gold is not None:
         return report(gold, pred, info)
     return None
+
+
+def main(argv=None) -> None:
+    """The command (``addrop-tag``): exit status 0 on success, an error message otherwise."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
-"""CoNLL files -> fairseq binarized data for ``--task sequence_tagging``.
+"""CoNLL files -> fairseq binarized data for ``--task sequence_tagging`` (``addrop-tagging-preprocess``).
 
-    python -m addrop_fairseq.tagging.preprocess --train train.txt --valid dev.txt \\
+    addrop-tagging-preprocess --train train.txt --valid dev.txt \\
         --destdir data-bin/conll2003 [--tag-scheme auto] [--subword sentencepiece]
+    addrop-tagging-preprocess --train train.txt --valid dev.txt \\
+        --destdir data-bin/conll-bert --subword hf --hf-model-dir ~/bert-base-cased
+
+(also ``python -m addrop_fairseq.tagging.preprocess``). The one tagging pipeline:
+``addrop-hf-preprocess --task sequence_tagging`` is this with ``--subword hf``.
 
 Layout (what ``fairseq-preprocess --only-source`` writes, once for pieces, once for tags):
 ``DEST/tokens/{dict.txt,SPLIT.bin,SPLIT.idx}``, ``DEST/tags/{dict.txt,SPLIT.bin,SPLIT.idx}``
 and ``DEST/tagging.json`` (schemes, subword splitter). Items are fairseq ``Dictionary``
 indices ending in ``</s>``; the tag sequence has one entry per piece, the word's tag
-(IOB2) on its first piece and ``<pad>`` on the others.
+(IOB2) on its first piece and ``<pad>`` on the others. With ``--subword hf`` the piece
+dictionary is the tokenizer's one-to-one dictionary (:mod:`addrop_fairseq.hf.vocab`), what
+``hf_token_classifier`` checks at build time.
 """
 import argparse
 import json
@@ -20,10 +27,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from . import schemes
-from .conll import ConllError, read_conll
+from .conll import read_conll
 from .subwords import (
     SUBWORD_KINDS,
     GPT2Splitter,
+    HFSplitter,
     SentencePieceSplitter,
     WordSplitter,
     encode_sentence,
@@ -38,11 +46,11 @@ SPLITS = ("train", "valid", "test")
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="python -m addrop_fairseq.tagging.preprocess", description=__doc__,
+    p = argparse.ArgumentParser(prog="addrop-tagging-preprocess", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", required=True, help="training CoNLL file (tag in the last column)")
-    p.add_argument("--valid", help="validation CoNLL file")
-    p.add_argument("--test", help="test CoNLL file")
+    p.add_argument("--train", help="training CoNLL file (tag in the last column); required unless --subword hf")
+    p.add_argument("--valid", help="validation CoNLL file (comma-separated for several: valid, valid1, ...)")
+    p.add_argument("--test", help="test CoNLL file (comma-separated for several: test, test1, ...)")
     p.add_argument("--destdir", required=True, help="output data directory")
     p.add_argument("--tag-scheme", default="auto", choices=["auto", *schemes.SCHEMES],
                    help="scheme of the input tags (auto: detected per file); stored as IOB2")
@@ -52,6 +60,7 @@ def get_parser():
     p.add_argument("--sentencepiece-model", help="use this sentencepiece model instead of training one")
     p.add_argument("--gpt2-encoder-json", help="GPT-2 BPE encoder.json (--subword gpt2)")
     p.add_argument("--gpt2-vocab-bpe", help="GPT-2 BPE vocab.bpe (--subword gpt2)")
+    p.add_argument("--hf-model-dir", help="local HF model directory whose tokenizer splits the words (--subword hf)")
     p.add_argument("--srcdict", help="reuse this fairseq dict.txt for the pieces (e.g. RoBERTa's)")
     p.add_argument("--thresholdsrc", type=int, default=0,
                    help="map pieces seen fewer times in training to <unk> (no --srcdict)")
@@ -67,6 +76,10 @@ def make_splitter(args, train_words: List[List[str]]) -> WordSplitter:
             train_words, os.path.join(args.destdir, "sentencepiece"), args.sentencepiece_vocab_size
         )
         return SentencePieceSplitter(path)
+    if args.subword == "hf":
+        if not args.hf_model_dir:
+            raise SystemExit("--subword hf needs --hf-model-dir")
+        return HFSplitter(args.hf_model_dir)
     if not (args.gpt2_encoder_json and args.gpt2_vocab_bpe):
         raise SystemExit("--subword gpt2 needs --gpt2-encoder-json and --gpt2-vocab-bpe")
     return GPT2Splitter(args.gpt2_encoder_json, args.gpt2_vocab_bpe)
@@ -75,6 +88,12 @@ def make_splitter(args, train_words: List[List[str]]) -> WordSplitter:
 def build_token_dict(args, splitter, train_words):
     from fairseq.data import Dictionary
 
+    fixed = splitter.dictionary()
+    if fixed is not None:  # a pretrained model's: every index must mean what it meant there
+        if args.srcdict or args.thresholdsrc or args.nwordssrc >= 0:
+            raise SystemExit(f"--subword {splitter.kind} has a fixed dictionary: drop --srcdict, "
+                             "--thresholdsrc, --nwordssrc")
+        return fixed
     if args.srcdict:
         return Dictionary.load(args.srcdict)
     d = Dictionary()
@@ -120,20 +139,34 @@ def encode_split(splitter, tok_dict, tag_dict, sentences) -> Tuple[List[torch.Te
     return toks, tags, dict(stats)
 
 
+def split_files(args) -> List[Tuple[str, str]]:
+    """(split name, CoNLL file) pairs; comma-separated files become SPLIT, SPLIT1, SPLIT2, ..."""
+    out = []
+    for split in SPLITS:
+        value = getattr(args, split, None)
+        for k, path in enumerate(value.split(",") if value else []):
+            out.append((split if k == 0 else f"{split}{k}", path))
+    return out
+
+
 def preprocess(args) -> Dict:
+    """Binarize; returns the ``tagging.json`` contents. Also what ``addrop-hf-preprocess
+    --task sequence_tagging`` runs (``--subword hf``)."""
+    files = split_files(args)
+    if not files:
+        raise SystemExit("nothing to do: give --train, --valid and/or --test")
+    if args.subword != "hf" and not args.train:
+        raise SystemExit(f"--subword {args.subword} needs --train (its vocabulary comes from the training words)")
     os.makedirs(args.destdir, exist_ok=True)
     data, input_schemes = {}, {}
-    for split in SPLITS:
-        path = getattr(args, split)
-        if not path:
-            continue
+    for split, path in files:
         conll = read_conll(path, gold=True)
         tag_lists = [s.tags for s in conll.sentences]
         scheme = schemes.resolve_scheme(args.tag_scheme, tag_lists)
         input_schemes[split] = scheme
         data[split] = [(s.tokens, schemes.to_iob2(s.tags, scheme)) for s in conll.sentences]
         logger.info("%s: %d sentences from %s (%s tags)", split, len(data[split]), path, scheme)
-    train_words = [w for w, _ in data["train"]]
+    train_words = [w for w, _ in data.get("train", [])]
     splitter = make_splitter(args, train_words)
     tok_dict = build_token_dict(args, splitter, train_words)
     tag_dict = build_tag_dict([t for split in data.values() for _, t in split])
@@ -187,7 +220,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         preprocess(args)
-    except (ConllError, schemes.TagError) as e:
+    except (ValueError, FileNotFoundError) as e:  # ConllError, TagError, an unusable tokenizer
         sys.exit(f"error: {e}")
 
 

@@ -1,14 +1,20 @@
 """Words -> subword pieces, with the word's label on its first piece.
 
-Three splitters, chosen at preprocessing time and recorded in the data directory so that
-training, validation and ``python -m addrop_fairseq.tag`` encode words identically:
+Four splitters, chosen at preprocessing time and recorded in the data directory so that
+training, validation and the tag CLI (``addrop-tag``) encode words identically:
 
 * ``none``: one piece per word (the word itself; unseen words become ``<unk>``);
 * ``sentencepiece``: a model trained on the training words (identity normalization and
   byte fallback, so pieces always decode back to the exact word);
 * ``gpt2``: fairseq's GPT-2 byte-level BPE (``encoder.json`` + ``vocab.bpe``), each word
   encoded with a leading space, pieces written as BPE ids: the input format of fairseq's
-  pretrained RoBERTa checkpoints (use their ``dict.txt`` as ``--srcdict``).
+  pretrained RoBERTa checkpoints (use their ``dict.txt`` as ``--srcdict``);
+* ``hf``: a HuggingFace tokenizer (a local ``save_pretrained`` directory, for
+  ``hf_token_classifier``), as HF's token-classification recipe runs it: the sentence's
+  words in one call with ``is_split_into_words`` (byte-level BPE tokenizers with
+  ``add_prefix_space=True``), grouped by ``word_ids``; pieces are the symbols of the
+  one-to-one dictionary of :mod:`addrop_fairseq.hf.vocab`, which is also the data's
+  dictionary (:meth:`WordSplitter.dictionary`).
 """
 import json
 import logging
@@ -18,7 +24,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import torch
 
-SUBWORD_KINDS = ("none", "sentencepiece", "gpt2")
+SUBWORD_KINDS = ("none", "sentencepiece", "gpt2", "hf")
 logger = logging.getLogger(__name__)
 
 
@@ -28,12 +34,21 @@ class WordSplitter:
     def pieces(self, word: str) -> List[str]:
         return [word]
 
+    def sentence_pieces(self, words: Sequence[str]) -> List[List[str]]:
+        """The pieces of each word of a sentence (splitters that need the context override it)."""
+        return [self.pieces(w) for w in words]
+
     def join(self, pieces: Sequence[str]) -> str:
         return "".join(pieces)
 
     def vocabulary(self) -> List[str]:
         """Every piece the splitter can emit (all get an index), or [] for open vocabularies."""
         return []
+
+    def dictionary(self):
+        """The fairseq Dictionary the data must use (a pretrained model's), or None: built
+        from the training pieces (or ``--srcdict``)."""
+        return None
 
     def meta(self) -> Dict:
         return {"kind": self.kind}
@@ -86,6 +101,56 @@ class GPT2Splitter(WordSplitter):
         return {"kind": self.kind, "encoder_json": "gpt2/encoder.json", "vocab_bpe": "gpt2/vocab.bpe"}
 
 
+class HFSplitter(WordSplitter):
+    """A HuggingFace fast tokenizer from a local directory; pieces are hf.vocab dictionary symbols."""
+
+    kind = "hf"
+
+    def __init__(self, model_dir: str):
+        from ..hf import vocab
+
+        self.model_dir = os.path.abspath(model_dir)
+        tokenizer = vocab.load_tokenizer(self.model_dir)
+        if getattr(tokenizer, "add_prefix_space", None) is False:
+            # byte-level BPE (RoBERTa, GPT-2, BART) marks a word start with a space; HF's
+            # token-classification recipe encodes every word, the first included, with one
+            tokenizer = vocab.load_tokenizer(self.model_dir, add_prefix_space=True)
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"{model_dir}: --subword hf needs a fast tokenizer (word_ids), "
+                             f"not {type(tokenizer).__name__}")
+        self.tokenizer = tokenizer
+        self._vocab = vocab
+        self._id2tok = vocab.id_to_token(tokenizer)
+        self._tok2id = tokenizer.get_vocab()
+
+    def sentence_pieces(self, words):
+        if not words:
+            return []
+        enc = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+        groups: Dict[int, List[int]] = {}
+        for hf_id, w in zip(enc["input_ids"], enc.word_ids()):
+            if w is not None:
+                groups.setdefault(w, []).append(hf_id)
+        unk = self.tokenizer.unk_token_id  # a word the tokenizer drops entirely is one unk
+        return [self._vocab.ids_to_symbols(groups.get(w) or [unk], self.tokenizer, self._id2tok)
+                for w in range(len(words))]
+
+    def pieces(self, word):
+        return self.sentence_pieces([word])[0]
+
+    def join(self, pieces):
+        """The tokenizer's decode of one word's pieces, spaces removed (a CoNLL word has none;
+        WordPiece decodes "U.S." as "u . s ."); its normalization (e.g. lower case) stays."""
+        ids = self._vocab.symbols_to_ids(list(pieces), self.tokenizer, self._tok2id)
+        return "".join(self.tokenizer.decode(ids, clean_up_tokenization_spaces=False).split())
+
+    def dictionary(self):
+        return self._vocab.build_dictionary(self.tokenizer)
+
+    def meta(self):
+        return {"kind": self.kind, "model_dir": self.model_dir, "tokenizer": type(self.tokenizer).__name__}
+
+
 def train_sentencepiece(sentences: Iterable[Sequence[str]], prefix: str, vocab_size: int) -> str:
     """Train a unigram model on the words (never on tags); returns the .model path."""
     import sentencepiece as spm
@@ -131,6 +196,12 @@ def load_splitter(datadir: str, meta: Dict) -> WordSplitter:
         return SentencePieceSplitter(os.path.join(datadir, meta["model"]))
     if kind == "gpt2":
         return GPT2Splitter(os.path.join(datadir, meta["encoder_json"]), os.path.join(datadir, meta["vocab_bpe"]))
+    if kind == "hf":
+        model_dir = meta["model_dir"]
+        if not os.path.isdir(model_dir):
+            raise ValueError(f"{datadir}: the data was split by the HF tokenizer in {model_dir}, which is not "
+                             "there any more (tagging.json names it)")
+        return HFSplitter(model_dir)
     raise ValueError(f"{datadir}: unknown subword kind {kind!r} (expected one of {SUBWORD_KINDS})")
 
 
@@ -146,8 +217,7 @@ def piece_ids(dictionary, pieces: Sequence[str]) -> List[int]:
 def encode_sentence(splitter: WordSplitter, dictionary, words: Sequence[str]):
     """(piece ids, first-piece flags) for one sentence, without special tokens."""
     ids, first = [], []
-    for word in words:
-        pieces = splitter.pieces(word)
+    for pieces in splitter.sentence_pieces(words):
         ids.extend(piece_ids(dictionary, pieces))
         first.extend([True] + [False] * (len(pieces) - 1))
     return torch.tensor(ids, dtype=torch.long), torch.tensor(first, dtype=torch.bool)
@@ -157,7 +227,8 @@ def read_meta(datadir: str) -> Dict:
     path = os.path.join(datadir, "tagging.json")
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"{path} not found: make the data directory with python -m addrop_fairseq.tagging.preprocess"
+            f"{path} not found: make the data directory with addrop-tagging-preprocess "
+            "(or addrop-hf-preprocess --task sequence_tagging)"
         )
     with open(path) as f:
         return json.load(f)
