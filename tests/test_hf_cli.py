@@ -12,7 +12,7 @@ import re
 import pytest
 
 import hf_builders as hb
-from addrop_fairseq import hf_preprocess
+from addrop_fairseq.hf import preprocess as hf_preprocess
 
 USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"
 P, Q = 0.3, 0.3
@@ -49,7 +49,7 @@ def runs(tmp_path_factory, shared_data):
     hb.conll_slice(D / "conll2003" / "valid.txt", raw / "conll" / "valid.txt", 8)
 
     # the preprocessing command itself once (Marian), in-process for the others
-    procs = {"prep": (hb.start_cli("addrop_fairseq.hf_preprocess", [
+    procs = {"prep": (hb.start_cli("addrop_fairseq.hf.preprocess", [
         "--model-dir", dirs["marian"], "--task", "translation", "--src", "en", "--tgt", "ro",
         "--trainpref", raw / "enro" / "train", "--validpref", raw / "enro" / "valid",
         "--testpref", raw / "enro" / "test", "--destdir", root / "bin" / "enro"], root / "prep.log"), root / "prep.log")}

@@ -153,7 +153,7 @@ def test_dictionary_from_another_tokenizer_is_refused(dirs):
     tf = hb.tf()
     bert = tf.AutoTokenizer.from_pretrained(dirs["bert"])
     roberta = tf.AutoTokenizer.from_pretrained(dirs["roberta"])
-    with pytest.raises(hv.DictionaryMismatch, match="make the data with python -m addrop_fairseq.hf_preprocess"):
+    with pytest.raises(hv.DictionaryMismatch, match="make the data with addrop-hf-preprocess"):
         hv.VocabMap(hv.build_dictionary(bert), roberta, len(roberta), "source dictionary", str(dirs["roberta"]))
 
 

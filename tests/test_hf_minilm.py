@@ -16,7 +16,7 @@ import torch
 
 import hf_builders as hb
 from addrop_fairseq import sites as core
-from addrop_fairseq import hf_preprocess
+from addrop_fairseq.hf import preprocess as hf_preprocess
 from hf_builders import build
 
 USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"

@@ -5,7 +5,7 @@ import torch
 
 import hf_builders as hb
 from hf_builders import build
-from addrop_fairseq import hf_preprocess
+from addrop_fairseq.hf import preprocess as hf_preprocess
 from addrop_fairseq.hf import vocab as hv
 
 
@@ -111,7 +111,7 @@ def test_dictionary_mismatch_names_the_problem(marian, tmp_path, shared_data):
     lines = hb.read_lines(shared_data / "wmt16_tr_en" / "newsdev2016.tr", 40)
     other = hb.make_marian(tmp_path / "other", lines, lines, vocab_size=150)
     with pytest.raises(hv.DictionaryMismatch, match="source dictionary: index \\d+ is .* but the tokenizer in .*"
-                                                    "hf_preprocess --model-dir"):
+                                                    "addrop-hf-preprocess --model-dir"):
         build(args + ["--hf-model-dir", other])
     bert = hb.make_bert(tmp_path / "bert", lines, vocab_size=120)
     with pytest.raises(hv.DictionaryMismatch):

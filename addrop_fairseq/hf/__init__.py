@@ -9,7 +9,7 @@
   wrappers' ``addrop_attention_sites`` (:class:`~.seam.HFSitesMixin`);
 * :mod:`.vocab`: the one-to-one fairseq dictionary <-> tokenizer ids mapping;
 * :mod:`.bpe`: ``--bpe hf`` / ``--tokenizer hf`` detokenization with the HF tokenizer;
-* ``python -m addrop_fairseq.hf_preprocess``: raw text / TSV / CoNLL -> fairseq binarized data.
+* :mod:`.preprocess` (``addrop-hf-preprocess``): raw text / TSV / CoNLL -> fairseq binarized data.
 
 Importing this package does not import transformers; building a model does.
 """

@@ -5,7 +5,7 @@ a local ``--hf-model-dir`` (what ``save_pretrained`` writes; no hub access) and 
 model as its ``hf`` submodule, unchanged: state_dict keys are ``hf.<HF keys>``, and a fairseq
 checkpoint reloads by rebuilding from ``--hf-model-dir`` and loading the state.
 
-Data must come from ``python -m addrop_fairseq.hf_preprocess`` with the same directory: its
+Data must come from ``addrop-hf-preprocess`` with the same directory: its
 dictionaries map one-to-one onto the tokenizer's ids (:mod:`.vocab`); a dictionary from
 another tokenizer is refused at build time (:func:`load_hf_tokenizer`).
 

@@ -3,7 +3,7 @@
 fairseq's ``Dictionary.load`` always puts ``<s> <pad> </s> <unk>`` at indices 0-3 and the
 file's symbols after them, so the indices cannot simply *be* the HF ids (BERT's pad is 0,
 its [CLS] 101; Marian's pad is the last id). The dictionary written by
-``python -m addrop_fairseq.hf_preprocess`` is instead a fixed bijection:
+``addrop-hf-preprocess`` is instead a fixed bijection:
 
 * fairseq's four specials stand for the tokenizer's roles: ``<s>`` = bos (or [CLS]),
   ``<pad>`` = pad, ``</s>`` = eos (or [SEP]), ``<unk>`` = unk;
@@ -151,7 +151,7 @@ class VocabMap:
         for idx, name in enumerate(FAIRSEQ_SPECIALS):
             if idx >= len(got) or got[idx] != name:
                 raise DictionaryMismatch(f"{what}: index {idx} is not {name}: not a fairseq Dictionary layout")
-        hint = (f"make the data with python -m addrop_fairseq.hf_preprocess --model-dir {model_dir or 'DIR'} "
+        hint = (f"make the data with addrop-hf-preprocess --model-dir {model_dir or 'DIR'} "
                 "(the dictionary must come from the same tokenizer as the model)")
         if len(got) < n_special + len(expected):
             raise DictionaryMismatch(
