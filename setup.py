@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="addrop_fairseq",
-    version="0.1.0",
+    version="0.2.0",
     description="AD-DROP (Attribution-Driven Dropout, NeurIPS 2022) for fairseq",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

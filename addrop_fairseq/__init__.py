@@ -17,7 +17,7 @@ this package before fairseq calls :func:`register` itself.
 """
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def register() -> None:
