@@ -38,11 +38,12 @@ import argparse
 import json
 import logging
 import os
-import sys
 from collections import Counter
 from typing import Dict, List, Sequence
 
 import torch
+
+from ..command_line import run_command
 
 logger = logging.getLogger("addrop_fairseq.hf.preprocess")
 TASKS = ("translation", "sentence_prediction", "sequence_tagging")
@@ -259,12 +260,7 @@ def preprocess(args) -> Dict:
 
 
 def main(argv=None):
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
-    args = get_parser().parse_args(argv)
-    try:
-        preprocess(args)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    run_command(get_parser(), preprocess, argv)
 
 
 if __name__ == "__main__":

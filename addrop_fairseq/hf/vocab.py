@@ -165,7 +165,7 @@ class VocabMap:
                     f"{model_dir or 'the model directory'} gives {sym!r} (HF id {hf_id}) there: {hint}"
                 )
         unk = roles["<unk>"]
-        to_hf, out_index, extra = [], [], []
+        to_hf, out_index = [], []
         claimed = set()
         for idx in range(len(got)):
             if idx < n_special:

@@ -20,11 +20,12 @@ import argparse
 import json
 import logging
 import os
-import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from ..command_line import run_command
 
 from . import schemes
 from .conll import read_conll
@@ -216,12 +217,7 @@ def read_binarized(datadir: str, split: str, scheme: Optional[str] = None) -> Li
 
 
 def main(argv=None):
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
-    args = get_parser().parse_args(argv)
-    try:
-        preprocess(args)
-    except (ValueError, FileNotFoundError) as e:  # ConllError, TagError, an unusable tokenizer
-        sys.exit(f"error: {e}")
+    run_command(get_parser(), preprocess, argv)
 
 
 if __name__ == "__main__":

@@ -58,26 +58,25 @@ def resolve_scheme(scheme: str, sentences: Sequence[Sequence[str]]) -> str:
     return scheme
 
 
-def iob1_to_iob2(tags: Sequence[str]) -> List[str]:
+def _retag_entity_starts(tags: Sequence[str], position: str, new: str) -> List[str]:
+    """A ``position`` tag (B or I) whose type does not continue the previous tag's becomes ``new``."""
     out, prev_type = [], None
     for tag in tags:
         pos, typ = split_tag(tag)
-        if pos == "I" and prev_type != typ:
-            tag = "B-" + typ
+        if pos == position and prev_type != typ:
+            tag = f"{new}-{typ}"
         out.append(tag)
         prev_type = typ
     return out
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> List[str]:
+    """IOB1 starts an entity with I- unless it follows one of its type; IOB2 always with B-."""
+    return _retag_entity_starts(tags, "I", "B")
 
 
 def iob2_to_iob1(tags: Sequence[str]) -> List[str]:
-    out, prev_type = [], None
-    for tag in tags:
-        pos, typ = split_tag(tag)
-        if pos == "B" and prev_type != typ:
-            tag = "I-" + typ
-        out.append(tag)
-        prev_type = typ
-    return out
+    return _retag_entity_starts(tags, "B", "I")
 
 
 def to_iob2(tags: Sequence[str], scheme: str) -> List[str]:
