@@ -229,3 +229,23 @@ def test_expected_drop_fraction(p, q):
     k = math.floor(n * (1 - p) + 1e-9)
     expected = (n - k) / n * q
     assert abs(drop.float().mean().item() - expected) < 0.02
+
+
+def test_drop_masks_follow_each_sites_attribution_and_count():
+    """Pass 2's mask maker: site i's mask is Eq. 6-7 of site i's attribution, a site without
+    one (skipped by LayerDrop in pass 1) gets no mask and is not counted, RD draws a region."""
+    from addrop_fairseq.masks import DropMasks
+
+    gen = torch.Generator().manual_seed(3)
+    attr = [torch.randn(2, 2, 5, 5, generator=gen) for _ in range(3)]
+    valid = random_valid((2, 2, 5, 5), gen)
+    masks = DropMasks([attr[0], None, attr[2]], 0.5, 1.0)
+    assert torch.equal(masks(2, valid), addrop_drop_mask(attr[2], valid, 0.5, 1.0))
+    assert not masks(1, valid).any()
+    assert torch.equal(masks(0, valid), addrop_drop_mask(attr[0], valid, 0.5, 1.0))
+    assert int(masks.valid) == 2 * int(valid.sum())
+    assert int(masks.dropped) == int(addrop_drop_mask(attr[0], valid, 0.5, 1.0).sum() + addrop_drop_mask(attr[2], valid, 0.5, 1.0).sum())
+    assert masks.attributions == [None, None, None]  # each attribution let go once used
+    rd = DropMasks(None, 0.5, 1.0, generator=torch.Generator().manual_seed(5))
+    region = torch.rand(valid.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(rd(0, valid), addrop_drop_mask(region, valid, 0.5, 1.0))
