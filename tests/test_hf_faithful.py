@@ -49,3 +49,15 @@ def test_shared_attention_module_is_refused_by_name(tmp_path):
     model = tf.AlbertForSequenceClassification(cfg)
     with pytest.raises(ValueError, match="several times in one forward pass"):
         ha.discover(model, lambda: model(input_ids=torch.full((1, 3), 5)))
+
+
+def test_hf_activation_checkpointing_is_refused():
+    from addrop_fairseq.criterions.addrop_ce import refuse_activation_checkpointing
+
+    tf = hb.tf()
+    cfg = tf.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    model = tf.BertForSequenceClassification(cfg)
+    refuse_activation_checkpointing(model)  # off: accepted
+    model.activation_checkpointing_enable()
+    with pytest.raises(ValueError, match="--checkpoint-activations"):
+        refuse_activation_checkpointing(model)

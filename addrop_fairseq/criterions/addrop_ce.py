@@ -121,7 +121,9 @@ def refuse_activation_checkpointing(model) -> None:
     """Activation checkpointing recomputes layers in the backward, after pass 2's masks are
     gone (and pass 1's maps would have no graph): refuse it before the first update."""
     checkpointed = any(hasattr(m, "precheckpoint_forward") for m in model.modules())
-    hf = [m for m in model.modules() if getattr(m, "is_gradient_checkpointing", False) is True]
+    hf = [m for m in model.modules() if hasattr(m, "supports_gradient_checkpointing")
+          and getattr(m, "is_activation_checkpointing", None) is True
+          or getattr(m, "gradient_checkpointing", None) is True]
     if checkpointed or hf:
         raise ValueError(
             "--criterion addrop_ce cannot be combined with --checkpoint-activations (or HuggingFace "
