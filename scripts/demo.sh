@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README demo: installs what is missing, then trains a small transformer on real WMT16
-# English->Romanian sentence pairs twice -- without and with AD-DROP, same seed and flags --
+# English->Romanian sentence pairs twice -- without and with AD-DROP, same seed and preset --
 # and prints the sacrebleu table (BLEU, chrF, length ratio). About 10 minutes on 2 CPU cores.
 #
 #   bash scripts/demo.sh                 # output in runs/demo/
@@ -62,12 +62,11 @@ echo "[demo] a toy corpus: this run shows the machinery (baseline vs AD-DROP, sa
 echo "[demo] scoring), not the paper's numbers (Table 9: EN-RO 26.11 -> 26.43 BLEU on the"
 echo "[demo] full WMT16 data; see docs/translation.md for the full-size commands)."
 
-# a 2+2-layer, d=128 transformer, 10 epochs (cross-tuning: odd epochs plain, even AD-DROP),
-# one CPU thread (--smoke); best checkpoint by valid loss (in-training BLEU would cost time)
-bash scripts/wmt16_en_ro.sh --local "$DATA" --out "$OUT/en_ro" --smoke \
-    --model-args "--encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 128 --decoder-embed-dim 128 --encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 --decoder-attention-heads 4" \
-    --vocab-size 2000 --max-epoch 10 --max-tokens 2048 --lr 0.002 --warmup 150 --dropout 0.2 \
-    --no-eval-bleu --beam 4 ${EXTRA[@]+"${EXTRA[@]}"}
+# the preset addrop_fairseq/config/wmt16/en_ro_demo.yaml: a 2+2-layer, d=128 transformer,
+# 10 epochs (cross-tuning: odd epochs plain, even AD-DROP), best checkpoint by valid loss
+# (in-training BLEU would cost time); one CPU thread (--smoke), vocabulary 2000, beam 4
+bash scripts/wmt16_en_ro.sh --local "$DATA" --out "$OUT/en_ro" --smoke --preset en_ro_demo \
+    --vocab-size 2000 --beam 4 ${EXTRA[@]+"${EXTRA[@]}"}
 
 ELAPSED=$((SECONDS - START))
 echo "[demo] finished in $((ELAPSED / 60)) min $((ELAPSED % 60)) s; table also in $OUT/en_ro/eval/results.{md,json}"

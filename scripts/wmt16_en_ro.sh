@@ -5,6 +5,8 @@
 #   bash scripts/wmt16_en_ro.sh --local DIR --out runs/x [--smoke]    # offline: DIR/{train,valid,test}.{en,ro}
 # Romanian training text is normalised to comma-below s/t (the references are not touched):
 # see docs/translation.md.
+# fairseq settings: the preset addrop_fairseq/config/wmt16/en_ro.yaml (en_ro_smoke.yaml with --smoke),
+# trained with fairseq-hydra-train; --preset NAME|FILE picks another.
 set -euo pipefail
 WMT_VOCAB=32000
 WMT_CORPORA_TEXT="Europarl v8 + SETIMES2"

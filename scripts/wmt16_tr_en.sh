@@ -3,6 +3,8 @@
 #   bash scripts/wmt16_tr_en.sh --out runs/tr_en                      # downloads SETIMES2,
 #                                                                      # newsdev/newstest2016
 #   bash scripts/wmt16_tr_en.sh --local DIR --out runs/x [--smoke]    # offline: DIR/{train,valid,test}.{tr,en}
+# fairseq settings: the preset addrop_fairseq/config/wmt16/tr_en.yaml (tr_en_smoke.yaml with --smoke),
+# trained with fairseq-hydra-train; --preset NAME|FILE picks another.
 set -euo pipefail
 WMT_VOCAB=16000
 WMT_CORPORA_TEXT="SETIMES2"

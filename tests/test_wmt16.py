@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 CEDILLA = str.maketrans({"ș": "ş", "ț": "ţ", "Ș": "Ş", "Ț": "Ţ"})
 
 # lines of newsdev2016 (0-based, end exclusive) used as train / valid / test
-# (37 test lines: not a multiple of 8, see --required-batch-size-multiple in wmt16_common.sh)
+# (37 test lines: not a multiple of 8, see --required-batch-size-multiple in wmt16_common.sh and
+# dataset.required_batch_size_multiple in the presets)
 SLICES = {"train": (0, 300), "valid": (300, 330), "test": (330, 367)}
 
 
@@ -91,12 +92,18 @@ def check_logs(stdout, out):
     assert re.search(r"train \| epoch 002 \|.*addrop_active 0 ", base), base[-2000:]
     assert re.search(r"train \| epoch 001 \|.*addrop_active 0 ", addrop), addrop[-2000:]
     assert re.search(r"train \| epoch 002 \|.*addrop_active 1 ", addrop), addrop[-2000:]
-    # training loads the plugin; evaluation is stock fairseq-generate, given --user-dir only for
-    # torch's weights-only loading to accept fairseq's checkpoint (addrop_fairseq/safe_loading.py)
+    # training is fairseq-hydra-train on the preset with the plugin as common.user_dir;
+    # evaluation is stock fairseq-generate, given --user-dir only for torch's weights-only
+    # loading to accept fairseq's checkpoint (addrop_fairseq/safe_loading.py)
     cmds = [l for l in stdout.splitlines() if l.startswith("  $ ")]
-    train_cmds = [c for c in cmds if "fairseq-train" in c or "fairseq_cli.train" in c]
+    train_cmds = [c for c in cmds if "fairseq-hydra-train" in c or "fairseq_cli.hydra_train" in c]
     gen_cmds = [c for c in cmds if "fairseq-generate" in c or "fairseq_cli.generate" in c]
-    assert len(train_cmds) == 2 and all("--user-dir" in c for c in train_cmds)
+    assert len(train_cmds) == 2
+    assert all("--config-name" in c and "_smoke" in c and "common.user_dir=" in c for c in train_cmds)
+    # each save dir keeps the composed config (hydra's .hydra/config.yaml)
+    for run, schedule in (("baseline", "never"), ("addrop", "cross")):
+        config = (out / "checkpoints" / run / ".hydra" / "config.yaml").read_text()
+        assert "_name: addrop_ce" in config and f"addrop_schedule: {schedule}" in config
     assert len(gen_cmds) == 2 and all("--user-dir" in c for c in gen_cmds)
 
 
@@ -204,6 +211,10 @@ def test_bad_option_fails_fast(tmp_path):
     assert proc.returncode == 2 and "--runs: baseline and/or addrop" in proc.stderr
     proc = run_script("wmt16_tr_en.sh", "--out")
     assert proc.returncode == 2 and "--out needs a value" in proc.stderr
+    # extra fairseq flags are turned into hydra overrides before any step; unknown ones stop it
+    proc = run_script("wmt16_tr_en.sh", "--out", tmp_path / "o", "--smoke", "--", "--update-freq", "2", "--no-such-flag", "1")
+    assert proc.returncode == 2 and "--no-such-flag: not a flag of this preset's groups" in proc.stderr
+    assert "step 1/8" not in proc.stdout
 
 
 # ------------------------------------------------------------------------------- helpers
