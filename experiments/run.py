@@ -164,6 +164,9 @@ def summarise(run: studies.Run, epochs: List[dict]) -> dict:
 
 
 def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, total: int) -> Optional[dict]:
+    if result_path(args.results, run).exists():  # another process finished it meanwhile
+        say(f"[{index}/{total}] {run.key}: done meanwhile, skipped")
+        return json.loads(result_path(args.results, run).read_text())
     data_bin, sizes = prepared[(run.task, run.train_size, run.dev_size, run.max_length)]
     cmd = command(run, data_bin, sizes, model_dir, args.device)
     log_dir = args.work / "logs" / run.study / run.task / run.method
