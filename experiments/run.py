@@ -57,14 +57,14 @@ def result_path(results: Path, run: studies.Run) -> Path:
 
 
 def tuned_lrs(results: Path) -> Dict[str, float]:
-    """Per task, the FT learning rate of study ``tune`` with the best best-epoch dev score."""
-    best: Dict[str, tuple] = {}
+    """Per task whose whole grid has run, the FT learning rate of study ``tune`` with the
+    best best-epoch dev score (a task with part of the grid is not tuned yet)."""
+    scores: Dict[str, Dict[float, float]] = {}
     for path in sorted((results / "tune").glob("*/*/seed*.json")):
         r = json.loads(path.read_text())
-        score = r["best"]["score"]
-        if r["task"] not in best or score > best[r["task"]][0]:
-            best[r["task"]] = (score, r["lr"])
-    return {t: lr for t, (_, lr) in best.items()}
+        scores.setdefault(r["task"], {})[r["lr"]] = r["best"]["score"]
+    return {t: max(by_lr, key=by_lr.get) for t, by_lr in scores.items()
+            if all(any(math.isclose(lr, x) for x in by_lr) for lr in studies.LR_GRID)}
 
 
 def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
