@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     if study in ("glue", "prior", "cost"):
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
-            say(f"note: no tune results for {untuned}: learning rate {studies.DEFAULT_LR:g} "
+            say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): learning rate {studies.DEFAULT_LR:g} "
                 "(run `python experiments/run.py tune` first)")
     runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.only:
