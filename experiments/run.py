@@ -122,7 +122,7 @@ def parse_log(lines: List[str]) -> List[dict]:
             continue
         rec = epochs.setdefault(int(stats["epoch"]), {"epoch": int(stats["epoch"])})
         for k, v in stats.items():
-            if k.startswith(("train_", "valid_")) and not k.startswith(("train_inner",)):
+            if k.startswith(("train_", "valid_")) and not isinstance(v, (list, dict)):
                 try:
                     rec[k] = float(v)
                 except (TypeError, ValueError):
