@@ -15,9 +15,11 @@ d=256, 4 heads, ffn 1024) and one synthetic batch (64 sentences x 32 tokens, len
   as the original AD-DROP code does (the package's attribution ``ga_per_layer``);
 * ``addrop_aa`` / ``addrop_rd``: the AA (attention weights, no-grad first pass) and RD
   (random region, no first pass) ablations, for reference;
-* ``addrop_iga`` (ask for it in ``--variants``): per-layer integrated gradients, Eq. 3, with
-  ``--ig-steps`` m: 1 + (maps x m) forward passes per step (paper Table 7: x99-x126 with all
-  layers, x15 with the first).
+* ``addrop_iga_first`` (in the default variants): per-layer integrated gradients, Eq. 3,
+  with ``--ig-steps`` m on the first layer's maps only (paper Table 7: x15), printed as
+  ``iga_first_vs_plain``; ``addrop_iga`` (ask for it in ``--variants``) does every selected
+  map: 1 + (maps x m) forward passes per step (paper: x99-x126 with all layers). Any
+  ``addrop_<method>_first`` restricts ``<method>`` to layer 0 the same way.
 
 Variants run round-robin (``benchmarks/harness.py``): each repetition runs every variant
 once, in an order rotated at every repetition, so load on a shared machine hits all of them
@@ -88,7 +90,8 @@ import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 # ---------------------------------------------------------------------------- setup
 
-REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd")
+REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd",
+                      "addrop_iga_first")
 
 
 def variant_names(args):
@@ -118,6 +121,9 @@ def criterion_args(variant, args):
     if not variant.startswith("addrop_"):
         raise ValueError(f"unknown variant {variant!r}")
     method = variant[len("addrop_"):]
+    if method.endswith("_first"):  # the paper's Table 7 "first layer only" rows (IGA‡)
+        method = method[: -len("_first")]
+        common[common.index("--addrop-layers") + 1] = "0"
     attribution.get_attribution(method)  # fail early with the known names
     return common + ["--addrop-schedule", "always", "--addrop-attribution", method,
                      "--addrop-ig-steps", args.ig_steps]
