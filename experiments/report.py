@@ -102,9 +102,10 @@ def tune_section(runs: List[dict]) -> List[str]:
         if not rs:
             continue
         score = {r["lr"]: r["best"]["score"] for r in rs}
-        chosen = max(rs, key=lambda r: r["best"]["score"])["lr"]
+        complete = all(lr in score for lr in studies.LR_GRID)
+        chosen = f"{max(score, key=score.get):g}" if complete else "grid incomplete"
         lines.append(f"| {glue.TASKS[task].name} | {rs[0]['metric']} | "
-                     + " | ".join(fmt(score.get(lr)) for lr in studies.LR_GRID) + f" | {chosen:g} |")
+                     + " | ".join(fmt(score.get(lr)) for lr in studies.LR_GRID) + f" | {chosen} |")
     return lines + [""]
 
 
