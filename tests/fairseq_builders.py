@@ -115,3 +115,35 @@ def sentence_batch(task, bsz=4, length=9, n_classes=2, seed=0, regression=False)
         "ntokens": sum(lengths),
         "nsentences": bsz,
     }
+
+
+class DropoutTaps:
+    """Test-local seam, independent of addrop_fairseq's: forces fairseq's explicit attention
+    path on ``modules`` and taps, per head, ``dropout_module``'s input (``before=True``: the
+    softmax probabilities) or its output (the probabilities after attention dropout), which
+    ``replace[i]`` substitutes for module i."""
+
+    def __init__(self, modules, before=False, replace=None):
+        self.modules, self.before, self.replace, self.maps, self.handles = modules, before, replace or {}, {}, []
+
+    def __enter__(self):
+        for i, m in enumerate(self.modules):
+            m.skip_embed_dim_check = True
+            heads = m.num_heads
+            if self.before:
+                def pre(_mod, args, i=i, heads=heads):
+                    self.maps[i] = args[0].view(-1, heads, *args[0].shape[1:])
+                self.handles.append(m.dropout_module.register_forward_pre_hook(pre))
+            else:
+                def post(_mod, _args, out, i=i, heads=heads):
+                    per_head = self.replace.get(i, out.view(-1, heads, *out.shape[1:]))
+                    self.maps[i] = per_head
+                    return per_head.reshape(out.shape)
+                self.handles.append(m.dropout_module.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        for m in self.modules:
+            m.skip_embed_dim_check = False

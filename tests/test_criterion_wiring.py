@@ -12,6 +12,7 @@ import torch
 from addrop_fairseq import sites as core
 from addrop_fairseq.masks import addrop_drop_mask, drop_fill_value
 from fairseq_builders import (
+    DropoutTaps,
     TINY_ROBERTA,
     TINY_TRANSFORMER,
     build,
@@ -51,38 +52,8 @@ def applied(monkeypatch):
     return seen
 
 
-class Taps:
-    """Test-local seam: explicit attention path on ``modules``, ``dropout_module``'s input
-    (``before``: softmax probabilities) or output (after attention dropout) per head."""
-
-    def __init__(self, modules, before=False):
-        self.modules, self.before, self.maps, self.handles = modules, before, {}, []
-
-    def __enter__(self):
-        for i, m in enumerate(self.modules):
-            m.skip_embed_dim_check = True
-            heads = m.num_heads
-            if self.before:
-                def pre(_mod, args, i=i, heads=heads):
-                    self.maps[i] = args[0].view(-1, heads, *args[0].shape[1:])
-                self.handles.append(m.dropout_module.register_forward_pre_hook(pre))
-            else:
-                def post(_mod, _args, out, i=i, heads=heads):
-                    per_head = out.view(-1, heads, *out.shape[1:])
-                    self.maps[i] = per_head
-                    return per_head.reshape(out.shape)
-                self.handles.append(m.dropout_module.register_forward_hook(post))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        for m in self.modules:
-            m.skip_embed_dim_check = False
-
-
 def maps_and_target(model, sample, modules, target_fn, before=False):
-    with Taps(modules, before) as taps:
+    with DropoutTaps(modules, before) as taps:
         out = model(**sample["net_input"])
     return [taps.maps[i] for i in range(len(modules))], target_fn(out)
 
@@ -178,7 +149,7 @@ def test_classification_masks_follow_the_labels_logit(spdir, applied, labels):
     task, model, crit = build_classifier(spdir, "--addrop-labels", labels)
     sample = sentence_batch(task, bsz=5, length=9)
     modules = [s.module for s in crit.prepare(model)]
-    with Taps(modules) as taps:
+    with DropoutTaps(modules) as taps:
         logits = classifier_out(model, sample)
     chosen = sample["target"] if labels == "gold" else logits.detach().argmax(-1)
     # gold labels that differ from the pseudo labels somewhere: the two checks are different
@@ -194,7 +165,7 @@ def test_regression_target_is_minus_the_squared_error(spdir, applied):
     sample = sentence_batch(task, bsz=5, length=9, regression=True)
     sites = crit.prepare(model)
     got = crit.attribute(model, sample, sites)
-    with Taps([s.module for s in sites]) as taps:
+    with DropoutTaps([s.module for s in sites]) as taps:
         pred = classifier_out(model, sample).view(-1).float()
     loss = sum((pred[i] - sample["target"][i]) ** 2 for i in range(len(pred)))  # written out
     grads = torch.autograd.grad(-loss, [taps.maps[0], taps.maps[1]])

@@ -10,7 +10,7 @@ from fairseq.modules.multihead_attention import MultiheadAttention
 
 from addrop_fairseq import attribution
 from addrop_fairseq import sites as core
-from fairseq_builders import TINY_TRANSFORMER, build, translation_batch, translation_dir
+from fairseq_builders import DropoutTaps, TINY_TRANSFORMER, build, translation_batch, translation_dir
 
 BOTH_SELF = ["--addrop-attention", "encoder-self,decoder-self"]
 
@@ -31,34 +31,6 @@ def real_positions_target(logits, sample, pad):
     labels = logits.detach().argmax(-1)
     real = sample["target"].ne(pad)
     return lprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[real].sum()
-
-
-class PostDropoutTaps:
-    """Test-local seam, independent of addrop_fairseq's seams: forces fairseq's explicit
-    attention path on the given modules and taps (or replaces) ``dropout_module``'s output."""
-
-    def __init__(self, modules, replace=None):
-        self.modules, self.replace, self.maps, self.handles = modules, replace or {}, {}, []
-
-    def __enter__(self):
-        for i, m in enumerate(self.modules):
-            m.skip_embed_dim_check = True
-
-            def hook(_mod, _args, out, i=i, heads=m.num_heads):
-                per_head = out.view(-1, heads, *out.shape[1:])
-                if i in self.replace:
-                    per_head = self.replace[i]
-                self.maps[i] = per_head
-                return per_head.reshape(out.shape)
-
-            self.handles.append(m.dropout_module.register_forward_hook(hook))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        for m in self.modules:
-            m.skip_embed_dim_check = False
 
 
 # ------------------------------------------------------------------ 1. the attributed tensor
@@ -86,7 +58,7 @@ def test_ga_is_not_blinded_by_attention_dropout(tdir):
     modules = [s.module for s in sites]
     for layer in range(len(sites)):
         torch.manual_seed(11)  # the same dropout draws as the criterion's pass
-        with PostDropoutTaps(modules) as taps:
+        with DropoutTaps(modules) as taps:
             logits, _ = model(**sample["net_input"])
         target = real_positions_target(logits, sample, pad)
         (ref,) = torch.autograd.grad(target, [taps.maps[layer]])
@@ -111,7 +83,7 @@ def test_aa_is_the_weights_before_attention_dropout(tdir):
 
 def slow_per_layer_iga(model, sample, modules, steps, pad):
     """Eq. 3 by a loop: for each layer l and k=1..m, only l's map is replaced by k/m A_l."""
-    with torch.no_grad(), PostDropoutTaps(modules) as taps:
+    with torch.no_grad(), DropoutTaps(modules) as taps:
         logits, _ = model(**sample["net_input"])
     base = {i: a.detach() for i, a in taps.maps.items()}
     labels_logits = logits.detach()
@@ -120,7 +92,7 @@ def slow_per_layer_iga(model, sample, modules, steps, pad):
         total = torch.zeros_like(base[layer])
         for k in range(1, steps + 1):
             scaled = (base[layer] * (k / steps)).requires_grad_(True)
-            with PostDropoutTaps(modules, replace={layer: scaled}):
+            with DropoutTaps(modules, replace={layer: scaled}):
                 logits, _ = model(**sample["net_input"])
             lprobs = logits.float().log_softmax(-1)
             labels = labels_logits.argmax(-1)  # pseudo labels of the unscaled pass
