@@ -26,14 +26,15 @@ setup(
         "seqeval",
         "transformers>=5.0",
     ],
-    # matplotlib: experiments/report.py figures (the smoke test regenerates a report)
-    extras_require={"test": ["pytest", "hypothesis", "matplotlib"]},
+    # matplotlib: addrop-explain's picture and experiments/report.py's figures
+    extras_require={"explain": ["matplotlib"], "test": ["pytest", "hypothesis", "matplotlib"]},
     # the user-facing CLIs (also python -m addrop_fairseq.tagging.cli / .hf.preprocess / .tagging.preprocess)
     entry_points={
         "console_scripts": [
             "addrop-tag=addrop_fairseq.tagging.cli:main",
             "addrop-tagging-preprocess=addrop_fairseq.tagging.preprocess:main",
             "addrop-hf-preprocess=addrop_fairseq.hf.preprocess:main",
+            "addrop-explain=addrop_fairseq.explain:main",
         ],
     },
 )

@@ -9,7 +9,7 @@ Conventions shared by every function here:
   softmax in the second forward pass).
 """
 import math
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -151,15 +151,17 @@ class DropMasks:
     let go), on a :func:`random_region` when ``attributions`` is None (RD), and no drop for a
     site that has no attribution (it did not run in pass 1: LayerDrop). ``dropped`` and
     ``valid`` count the keys over the masked maps (``addrop_drop_frac``'s numerator and
-    denominator).
+    denominator). ``keep=True`` keeps each site's (attribution, mask) in ``kept[i]`` (for
+    ``addrop-explain``; training lets them go).
     """
 
     def __init__(self, attributions: Optional[Sequence[Optional[Tensor]]], p: float, q: float,
-                 strategy: str = "high", generator: Optional[torch.Generator] = None):
+                 strategy: str = "high", generator: Optional[torch.Generator] = None, keep: bool = False):
         self.attributions: Optional[List[Optional[Tensor]]] = None if attributions is None else list(attributions)
         self.p, self.q, self.strategy, self.generator = p, q, strategy, generator
         self.dropped: Tensor | int = 0
         self.valid: Tensor | int = 0
+        self.kept: Optional[Dict[int, Tuple[Tensor, Tensor]]] = {} if keep else None
 
     def __call__(self, index: int, valid: Tensor) -> Tensor:
         if self.attributions is None:
@@ -171,4 +173,6 @@ class DropMasks:
         drop = addrop_drop_mask(attribution, valid, self.p, self.q, self.strategy, self.generator)
         self.dropped += drop.sum()
         self.valid += valid.sum()
+        if self.kept is not None:
+            self.kept[index] = (attribution, drop)
         return drop

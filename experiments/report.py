@@ -22,8 +22,8 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import glue  # noqa: E402
 import studies  # noqa: E402
+from tasks import TASKS  # noqa: E402
 
 METHOD_NAMES = {
     "ft": "FT (fine-tuning)",
@@ -34,6 +34,7 @@ METHOD_NAMES = {
 }
 SHORT_NAMES = {"addrop": "AD-DROP", "rd": "RD", "attn_dropout": "attention dropout", "rdrop": "R-Drop"}
 GLUE_ORDER = ["rte", "mrpc", "cola", "stsb", "sst2"]
+TASK_ORDER = GLUE_ORDER + ["ner", "ner_scratch"]
 
 
 def load(results: Path) -> List[dict]:
@@ -92,21 +93,22 @@ def header(runs: List[dict]) -> List[str]:
 def tune_section(runs: List[dict]) -> List[str]:
     if not runs:
         return []
+    grid = sorted({lr for t in TASK_ORDER if any(r["task"] == t for r in runs) for lr in TASKS[t].lr_grid})
     lines = ["## tune: FT's learning rate", "",
-             f"MiniLM, FT (`--addrop-schedule never`), seed 1, {studies.EPOCHS} epochs, batch {studies.BATCH}, "
-             "grid " + ", ".join(f"{lr:g}" for lr in studies.LR_GRID) + ". Best-epoch dev score; the best "
-             "learning rate is used by every method in the other studies.", "",
-             "| task | metric | " + " | ".join(f"lr {lr:g}" for lr in studies.LR_GRID) + " | chosen |",
-             "|---|---|" + "---|" * len(studies.LR_GRID) + "---|"]
-    for task in GLUE_ORDER:
+             f"FT (`--addrop-schedule never`), seed 1, {studies.EPOCHS} epochs, batch {studies.BATCH}, each "
+             "task's grid. Best-epoch dev score; the best learning rate is used by every method in the other "
+             "studies.", "",
+             "| task | metric | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |",
+             "|---|---|" + "---|" * len(grid) + "---|"]
+    for task in TASK_ORDER:
         rs = [r for r in runs if r["task"] == task]
         if not rs:
             continue
         score = {r["lr"]: r["best"]["score"] for r in rs}
-        complete = all(lr in score for lr in studies.LR_GRID)
+        complete = all(lr in score for lr in TASKS[task].lr_grid)
         chosen = f"{max(score, key=score.get):g}" if complete else "grid incomplete"
-        lines.append(f"| {glue.TASKS[task].name} | {rs[0]['metric']} | "
-                     + " | ".join(fmt(score.get(lr)) for lr in studies.LR_GRID) + f" | {chosen} |")
+        lines.append(f"| {TASKS[task].name} | {rs[0]['metric']} | "
+                     + " | ".join(fmt(score.get(lr)) for lr in grid) + f" | {chosen} |")
     return lines + [""]
 
 
@@ -115,26 +117,22 @@ def paired_diffs(runs: List[dict], ft_by_seed: Dict[int, dict]) -> List[float]:
     return [r["best"]["score"] - ft_by_seed[r["seed"]]["best"]["score"] for r in runs if r["seed"] in ft_by_seed]
 
 
-def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
-    if not runs:
-        return []
-    lines = ["## glue: AD-DROP and its peers on five GLUE tasks (Table 1 analogue)", ""]
+def sizes_line(runs: List[dict]) -> str:
     sizes = {r["task"]: r["data"] for r in runs}
-    epochs = sorted({r["epochs_planned"] for r in runs})
-    lines.append("Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
-                 "dev sets whole unless marked): "
-                 + "; ".join(f"{glue.TASKS[t].name} {sizes[t]['train']}/{sizes[t]['dev']}"
-                             + ("" if sizes[t]["dev"] == sizes[t]["dev_total"] else f" (of {sizes[t]['dev_total']})")
-                             for t in GLUE_ORDER if t in sizes) + ". "
-                 f"{'/'.join(map(str, epochs))} epochs, batch {studies.BATCH}; p, q and layers of AD-DROP and RD "
-                 "from the paper's Table 11 (BERT column), first layer for SST-2 and STS-B.")
-    lines.append("")
-    lines.append("| task (metric) | method | seeds | best epoch | last epoch | paired Δ best vs FT | per-seed Δ | verdict |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    return "; ".join(f"{TASKS[t].name} {sizes[t]['train']}/{sizes[t]['dev']}"
+                     + ("" if sizes[t]["dev"] == sizes[t]["dev_total"] else f" (of {sizes[t]['dev_total']})")
+                     for t in TASK_ORDER if t in sizes)
+
+
+def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[str]:
+    """Per task and method: seeds, best- and last-epoch dev score, the paired differences to
+    FT and their verdict; one sentence per method; the paired-differences figure."""
+    lines = ["| task (metric) | method | seeds | best epoch | last epoch | paired Δ best vs FT | per-seed Δ | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     sentences = []
     plot = {}
-    for task in GLUE_ORDER:
+    for task in TASK_ORDER:
         ft = {r["seed"]: r for r in groups.get((task, "ft"), [])}
         for method in METHOD_NAMES:
             rs = sorted(groups.get((task, method), []), key=lambda r: r["seed"])
@@ -151,16 +149,39 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 seeds_txt = ", ".join(f"{d:+.1f}" for d in diffs)
                 judge = verdict(diffs)
                 if diffs:
-                    sentences.append(f"- {glue.TASKS[task].name}, {METHOD_NAMES[method]}: {judge} "
+                    sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {judge} "
                                      f"(paired Δ {diff_txt} over {len(diffs)} seeds).")
-            lines.append(f"| {glue.TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
+            lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {diff_txt} | {seeds_txt} | {judge} |")
     lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed):", ""] + sentences + [""]
     if plot:
-        name = "glue_paired_differences.png"
-        plot_paired(plot, figures / name)
-        lines += [f"![paired differences to FT]({rel}/{name})", ""]
+        plot_paired(plot, figures / figure)
+        lines += [f"![paired differences to FT]({rel}/{figure})", ""]
     return lines
+
+
+def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+    if not runs:
+        return []
+    epochs = sorted({r["epochs_planned"] for r in runs})
+    return ["## glue: AD-DROP and its peers on five GLUE tasks (Table 1 analogue)", "",
+            "MiniLM. Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
+            f"dev sets whole unless marked): {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
+            f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column), first "
+            "layer for SST-2 and STS-B.", ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
+
+
+def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+    if not runs:
+        return []
+    epochs = sorted({r["epochs_planned"] for r in runs})
+    p, q = studies.NER_PQ
+    return ["## ner: CoNLL-2003 (seqeval entity F1 on the dev set)", "",
+            f"Train / dev sentences: {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
+            f"{studies.BATCH} sentences; AD-DROP and RD with p = {p}, q = {q} (the paper gives none for CoNLL) on "
+            "all layers, pseudo-label loss as the attribution target (Eq. 8-10); R-Drop is fairseq's "
+            "`label_smoothed_cross_entropy_with_rdrop` (alpha 1). MiniLM is uncased; the tagger is trained "
+            "from scratch.", ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
 
 
 def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
@@ -237,7 +258,7 @@ def _plt():
 
 def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
     plt = _plt()
-    tasks = [t for t in GLUE_ORDER if any(k[0] == t for k in plot)]
+    tasks = [t for t in TASK_ORDER if any(k[0] == t for k in plot)]
     methods = [m for m in METHOD_NAMES if any(k[1] == m for k in plot)]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / max(1, len(methods))
@@ -250,7 +271,7 @@ def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
             ax.bar(x, statistics.mean(d), width, color=f"C{j}", label=METHOD_NAMES[m] if i == 0 else None, alpha=0.8)
             ax.scatter([x] * len(d), d, color="k", s=8, zorder=3)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(range(len(tasks)), [glue.TASKS[t].name for t in tasks])
+    ax.set_xticks(range(len(tasks)), [TASKS[t].name for t in tasks])
     ax.set_ylabel("dev score − FT (same seed)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -328,14 +349,14 @@ def readme_block(runs: List[dict]) -> List[str]:
                 diffs = paired_diffs(groups.get((task, m), []), ft)
                 txt = mean_std(diffs) if diffs else "–"
                 cells.append(f"**{txt}**" if verdict(diffs) in ("helps", "hurts") else txt)
-            lines.append(f"| {glue.TASKS[task].name} ({ft_runs[0]['metric']}) | "
+            lines.append(f"| {TASKS[task].name} ({ft_runs[0]['metric']}) | "
                          f"{mean_std([r['best']['score'] for r in ft_runs])} | " + " | ".join(cells) + " |")
         verdicts = defaultdict(list)
         for task in tasks:
             ft = {r["seed"]: r for r in groups[(task, "ft")]}
             diffs = paired_diffs(groups.get((task, "addrop"), []), ft)
             if diffs:
-                verdicts[verdict(diffs)].append(glue.TASKS[task].name)
+                verdicts[verdict(diffs)].append(TASKS[task].name)
         if verdicts:
             lines += ["", "AD-DROP against FT: " + "; ".join(f"{v} on {', '.join(ts)}" for v, ts in sorted(verdicts.items())) + "."]
         lines.append("")
@@ -374,7 +395,13 @@ def render(runs: List[dict], figures: Path, rel: str) -> str:
     lines += header(runs)
     per_study = by(runs, "study")
     lines += tune_section([r for (s,), rs in per_study.items() if s == "tune" for r in rs])
-    lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "smoke") for r in rs], figures, rel)
+    def family(r):
+        return TASKS[r["task"]].family
+
+    lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "smoke") for r in rs
+                           if family(r) == "glue"], figures, rel)
+    lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
+                          if family(r) == "ner"], figures, rel)
     lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel)
     lines += cost_section([r for (s,), rs in per_study.items() if s == "cost" for r in rs])
     return "\n".join(lines).rstrip() + "\n"
@@ -384,17 +411,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
-    p.add_argument("--readme", type=Path, default=None,
+    p.add_argument("--readme", default=None,
                    help="README whose 'Does it work?' block to rewrite (default: the repository's README "
-                        "when --results and --out are the defaults, otherwise none)")
+                        "when --results and --out are the defaults, otherwise none; '' for none)")
     args = p.parse_args(argv)
     runs = load(args.results)
     text = render(runs, args.out / "figures", "figures")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
     print(f"{args.out / 'RESULTS.md'}: {len(runs)} runs")
-    readme = args.readme
-    if readme is None and args.results.resolve() == (HERE / "results") and args.out.resolve() == HERE:
+    readme = Path(args.readme) if args.readme else None
+    if args.readme is None and args.results.resolve() == (HERE / "results") and args.out.resolve() == HERE:
         readme = HERE.parent / "README.md"
     if readme is not None:
         update_readme(readme, runs)

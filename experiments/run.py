@@ -36,10 +36,10 @@ sys.path.insert(0, str(HERE))
 
 import glue  # noqa: E402
 import studies  # noqa: E402
+from tasks import TASKS  # noqa: E402
 
 RESULTS = HERE / "results"
 WORK = HERE / "work"
-SEC_PER_UPDATE = {"rte": 2.4, "mrpc": 1.8, "cola": 0.5, "stsb": 1.2, "sst2": 0.7}  # MiniLM, batch 16, 1 thread
 _print_lock = threading.Lock()
 
 
@@ -64,7 +64,7 @@ def tuned_lrs(results: Path) -> Dict[str, float]:
         r = json.loads(path.read_text())
         scores.setdefault(r["task"], {})[r["lr"]] = r["best"]["score"]
     return {t: max(by_lr, key=by_lr.get) for t, by_lr in scores.items()
-            if all(any(math.isclose(lr, x) for x in by_lr) for lr in studies.LR_GRID)}
+            if all(any(math.isclose(lr, x) for x in by_lr) for lr in TASKS[t].lr_grid)}
 
 
 def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
@@ -72,24 +72,20 @@ def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
 
 
 def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, device: str) -> List[str]:
-    task = glue.TASKS[run.task]
+    task = TASKS[run.task]
     flags = list(run.flags)
     total = updates_per_epoch(run, sizes) * run.epochs
     if "--max-update" in flags:
         total = int(flags[flags.index("--max-update") + 1])
     cmd = [
-        "fairseq-train", str(data_bin), "--user-dir", str(REPO / "addrop_fairseq"),
-        "--task", "sentence_prediction", "--num-classes", str(task.num_classes), "--max-positions", "512",
-        "--arch", "hf_sequence_classifier", "--hf-model-dir", model_dir,
+        "fairseq-train", str(data_bin), "--user-dir", str(REPO / "addrop_fairseq"), *task.fairseq_args(model_dir),
         "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
         "--lr", f"{run.lr:g}", "--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
         "--warmup-updates", str(max(1, int(0.06 * total))),
         "--batch-size", str(studies.BATCH), "--required-batch-size-multiple", "1", "--max-epoch", str(run.epochs),
         "--seed", str(run.seed), "--no-save", "--log-format", "json", "--log-interval", "1000",
-        "--num-workers", "0", *task.flags,
+        "--num-workers", "0",
     ]
-    if task.regression:
-        cmd += ["--regression-target"]
     if "--disable-validation" not in flags:
         cmd += ["--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
     if device == "cpu":
@@ -150,7 +146,7 @@ def versions() -> dict:
 
 
 def summarise(run: studies.Run, epochs: List[dict]) -> dict:
-    metric = glue.TASKS[run.task].metric
+    metric = TASKS[run.task].metric
     key = f"valid_{metric}"
     scored = [e for e in epochs if key in e]
     out = {"metric": metric}
@@ -189,9 +185,9 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
                 done = len(epoch_times)
                 eta = (time.time() - start) / done * (run.epochs - done)
                 rec = parse_log([line])
-                score = rec[0].get(f"valid_{glue.TASKS[run.task].metric}") if rec else None
+                score = rec[0].get(f"valid_{TASKS[run.task].metric}") if rec else None
                 say(f"[{index}/{total}] {run.key}: epoch {done}/{run.epochs}"
-                    + (f", dev {glue.TASKS[run.task].metric} {score:g}" if score is not None else "")
+                    + (f", dev {TASKS[run.task].metric} {score:g}" if score is not None else "")
                     + f", {time.time() - start:.0f}s, ETA {eta:.0f}s")
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -231,7 +227,7 @@ def estimate(run: studies.Run) -> float:
     flags = list(run.flags)
     if "--max-update" in flags:
         updates = int(flags[flags.index("--max-update") + 1])
-    sec = SEC_PER_UPDATE.get(run.task, 1.5) * (run.max_length / 128)
+    sec = TASKS[run.task].sec_per_update * (run.max_length / 128)
     dev = 0 if "--disable-validation" in flags else run.epochs * 300 * sec / 3 / studies.BATCH
     return updates * sec * run.cost + dev
 
@@ -259,12 +255,12 @@ def main(argv=None) -> int:
     if study is None:
         build_parser().error("name a study or pass --smoke")
     tasks = args.tasks.split(",") if args.tasks else studies.DEFAULT_TASKS[study]
-    unknown = [t for t in tasks if t not in glue.TASKS]
+    unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        build_parser().error(f"unknown task(s) {unknown}; known: {sorted(glue.TASKS)}")
+        build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     lrs = tuned_lrs(args.results)
-    if study in ("glue", "prior", "cost"):
+    if study not in ("tune", "smoke"):
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): learning rate {studies.DEFAULT_LR:g} "
@@ -288,8 +284,8 @@ def main(argv=None) -> int:
     prepared = {}
     for key in sorted({(r.task, r.train_size, r.dev_size, r.max_length) for r in todo}, key=str):
         task, n_train, n_dev, max_len = key
-        say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (MiniLM tokenizer, max length {max_len})")
-        prepared[key] = glue.prepare(data / "glue", task, n_train, args.work, n_dev, max_len, model_dir)
+        say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (max length {max_len})")
+        prepared[key] = TASKS[task].prepare(data, task, n_train, args.work, n_dev, max_len, model_dir)
     failed = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(execute, r, args, prepared, model_dir, i + 1, len(todo)) for i, r in enumerate(todo)]

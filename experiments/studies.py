@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from glue import TASKS
+from tasks import TASKS
 
 EPOCHS = 4
 BATCH = 16
 TRAIN_SIZE = 1000  # training examples per task (a fixed subset); the dev set is always whole
-LR_GRID = (2e-5, 5e-5, 1e-4, 2e-4)  # 2e-4 added after MRPC peaked at 1e-4, the grid's edge
+# NER: sentences; MiniLM on a 2000-sentence subset, the from-scratch tagger on all 14041
+TRAIN_SIZES = {"ner": 2000, "ner_scratch": None}
 DEFAULT_LR = 5e-5
 
 # the paper's Table 11, BERT column: (p, q); layers: first layer for SST-2 and STS-B, all otherwise
@@ -76,7 +77,8 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
 
 def tune(tasks, seeds, lrs=None) -> List[Run]:
     """FT's learning rate per task from a small grid, seed 1 only (fairness: the baseline is tuned)."""
-    return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr) for t in tasks for lr in LR_GRID]
+    return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr, train_size=TRAIN_SIZES.get(t, TRAIN_SIZE))
+            for t in tasks for lr in TASKS[t].lr_grid]
 
 
 def glue(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
@@ -136,13 +138,86 @@ def cost(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
             for m, (flags, c) in variants.items()]
 
 
+ABLATION_IG_STEPS = 5  # IGA per layer costs m passes per masked layer; m = 20 on all 6 layers is ~60x FT
+
+
+def ablation(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    """Table 2: AD-DROP (GA, pseudo labels, cross-tuning) with one part replaced: IGA, AA, gold
+    labels, no cross-tuning. FT, AD-DROP and RD (its r/w RD row) are the ``glue`` study's runs
+    (same flags, learning rate and seeds), so they are read from there, not run again."""
+    variants = {
+        # m passes per masked layer on the AD-DROP half of the updates
+        "iga": (("--addrop-attribution", "iga", "--addrop-ig-steps", str(ABLATION_IG_STEPS)),
+                1 + 3 * ABLATION_IG_STEPS),
+        "aa": (("--addrop-attribution", "aa"), 1.3),
+        "gold": (("--addrop-labels", "gold"), 1.5),
+        "no_cross": (("--addrop-schedule", "always"), 2.0),
+    }
+    runs = []
+    for t in tasks:
+        p, q = PAPER_PQ[t]
+        for s in seeds:
+            for m, (more, cost) in variants.items():
+                runs.append(Run("ablation", t, m, s, addrop_flags(p, q, PAPER_LAYERS[t], *more),
+                                lr=lrs.get(t, DEFAULT_LR), cost=cost))
+    return runs
+
+
+SENSITIVITY_GRID = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def sensitivity(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    """Fig. 6 and Fig. 4: every (p, q) of ``SENSITIVITY_GRID``², with and without cross-tuning,
+    on the task's layers, the first seed only; FT's mean is the ``glue`` study's."""
+    runs = []
+    for t in tasks:
+        for p in SENSITIVITY_GRID:
+            for q in SENSITIVITY_GRID:
+                for schedule in ("cross", "always"):
+                    flags = addrop_flags(p, q, PAPER_LAYERS[t], "--addrop-schedule", schedule)
+                    runs.append(Run("sensitivity", t, f"{schedule}_p{p:g}_q{q:g}", min(seeds), flags,
+                                    lr=lrs.get(t, DEFAULT_LR), cost=1.5 if schedule == "cross" else 2.0,
+                                    meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("schedule", schedule))))
+    return runs
+
+
+NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
+
+
+def ner_methods() -> Dict[str, Tuple[Tuple[str, ...], float]]:
+    """FT, AD-DROP (pseudo-label loss, Eq. 8-10, all layers), RD, R-Drop for sequence_tagging."""
+    p, q = NER_PQ
+    return {
+        "ft": (FT, 1.0),
+        "addrop": (addrop_flags(p, q, "all"), 1.5),
+        "rd": (addrop_flags(p, q, "all", "--addrop-attribution", "rd"), 1.05),
+        # fairseq's R-Drop criterion (written for translation) on per-token log-probs
+        "rdrop": (("--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "1.0"), 2.0),
+    }
+
+
+def ner(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    return [
+        Run("ner", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), train_size=TRAIN_SIZES.get(t, TRAIN_SIZE), cost=cost)
+        for t in tasks for s in seeds for m, (flags, cost) in ner_methods().items()
+    ]
+
+
 def smoke(tasks, seeds, lrs) -> List[Run]:
-    """What the test suite runs: one task, one seed, FT and AD-DROP, a few updates on a slice."""
+    """What the test suite runs: one task, one seed, FT and AD-DROP (NER: and R-Drop), a few
+    updates on a slice."""
     task = tasks[0]
-    p, q = PAPER_PQ[task]
+    if TASKS[task].family == "ner":
+        methods = {m: f for m, (f, _) in ner_methods().items() if m != "rd"}
+    else:
+        p, q = PAPER_PQ[task]
+        methods = {"ft": FT, "addrop": addrop_flags(p, q, "all")}
     return [Run("smoke", task, m, seeds[0], flags, epochs=2, train_size=32, dev_size=16, max_length=64)
-            for m, flags in (("ft", FT), ("addrop", addrop_flags(p, q, "all")))]
+            for m, flags in methods.items()]
 
 
-STUDIES = {"tune": tune, "glue": glue, "prior": prior, "cost": cost, "smoke": smoke}
-DEFAULT_TASKS = {"tune": list(TASKS), "glue": list(TASKS), "prior": ["mrpc"], "cost": ["mrpc"], "smoke": ["rte"]}
+STUDIES = {"tune": tune, "glue": glue, "prior": prior, "cost": cost, "ablation": ablation,
+           "sensitivity": sensitivity, "ner": ner, "smoke": smoke}
+GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
+DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
+                 "ablation": ["mrpc", "cola"], "sensitivity": ["sst2"], "ner": ["ner", "ner_scratch"], "smoke": ["rte"]}

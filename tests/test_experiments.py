@@ -91,3 +91,30 @@ def test_dry_run_prints_the_plan_and_estimate(tmp_path):
     assert "study glue: 10 runs, 0 done, 10 to run; estimated" in out.stdout
     for method in ("ft", "addrop", "rd", "attn_dropout", "rdrop"):
         assert f"glue/mrpc/{method}/seed2" in out.stdout
+
+
+def test_ner_smoke_runs_minilm_tagging_with_its_peers(tmp_path):
+    """The harness on CoNLL-2003: MiniLM's hf_token_classifier through fairseq-train, FT,
+    AD-DROP and fairseq's R-Drop criterion on sequence_tagging, seqeval F1 per epoch."""
+    args = ["--smoke", "--tasks", "ner", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    proc = subprocess.run(RUN + args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    paths = sorted((tmp_path / "results" / "smoke" / "ner").glob("*/seed1.json"))
+    assert [p.parent.name for p in paths] == ["addrop", "ft", "rdrop"]
+    for path in paths:
+        r = json.loads(path.read_text())
+        assert r["metric"] == "f1" and r["data"] == {"train": 32, "dev": 16, "dev_total": 3250, "max_length": 64}
+        assert "--arch" in r["command"] and r["command"][r["command"].index("--arch") + 1] == "hf_token_classifier"
+        assert [e["epoch"] for e in r["epochs"]] == [1, 2] and r["updates"] == 4
+        assert all("valid_precision" in e and "valid_recall" in e for e in r["epochs"])
+        assert r["best"]["score"] == max(e["valid_f1"] for e in r["epochs"])
+    addrop = json.loads(paths[0].read_text())
+    assert [e["train_addrop_active"] for e in addrop["epochs"]] == [0.0, 1.0]
+    rep = subprocess.run(REPORT + ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"),
+                                   "--readme", ""], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = (tmp_path / "report" / "RESULTS.md").read_text()
+    assert "## ner: CoNLL-2003" in text and "## glue" not in text
+    assert "| CoNLL-2003 (MiniLM) (f1) | R-Drop (alpha 1) | 1 |" in text
+

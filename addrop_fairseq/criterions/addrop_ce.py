@@ -227,13 +227,20 @@ class ADDropCriterion(FairseqCriterion):
                 log.update(addrop_steps=1, addrop_active=0, addrop_dropped=0, addrop_valid=0)
             return loss, sample_size, log
 
+        loss, sample_size, log, _ = self.addrop_step(model, sample, reduce)
+        return loss, sample_size, log
+
+    def addrop_step(self, model, sample, reduce=True, keep=False):
+        """One AD-DROP update: pass 1 and its attribution, the masks, pass 2's loss. Returns
+        the loss, sample size, log and the :class:`masks.DropMasks` (``keep=True``: with each
+        site's attribution and mask, what ``addrop-explain`` draws)."""
         selected = self.prepare(model)
         attributions = self.attribute(unwrap(model), sample, selected)
-        drop = masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop)
+        drop = masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)
         with sites.masking(selected, drop, self.query_valid(sample, selected)):
             loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
         log.update(addrop_steps=1, addrop_active=1, addrop_dropped=drop.dropped, addrop_valid=drop.valid)
-        return loss, sample_size, log
+        return loss, sample_size, log, drop
 
     def query_valid(self, sample, selected):
         """Per site, the real query rows it cannot see itself: encoder-decoder attention gets

@@ -1,0 +1,8 @@
+"""Every task a study can name: GLUE (``glue.py``) and CoNLL-2003 NER (``conll.py``). Each
+says how to prepare its data (``prepare``), which fairseq-train flags select its task, model
+and metric (``fairseq_args``), its dev metric, its learning-rate grid and a rough CPU cost
+per update for ``--dry-run``."""
+import conll
+import glue
+
+TASKS = {**glue.TASKS, **conll.TASKS}
