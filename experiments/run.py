@@ -22,13 +22,14 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,23 +72,41 @@ def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
     return math.ceil(sizes["train"] / studies.BATCH)
 
 
-def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, device: str) -> List[str]:
+def finetune_recipe(lr: float, total_updates: int, batch: int, epochs: int) -> Tuple[str, ...]:
+    """The paper's fine-tuning recipe (GLUE, NER): Adam (0.9, 0.98), eps 1e-6, weight decay
+    0.01, linear warm-up over 6% of the updates then linear decay, ``batch`` examples."""
+    return ("--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
+            "--lr", f"{lr:g}", "--lr-scheduler", "polynomial_decay", "--total-num-update", str(total_updates),
+            "--warmup-updates", str(max(1, int(0.06 * total_updates))),
+            "--batch-size", str(batch), "--required-batch-size-multiple", "1", "--max-epoch", str(epochs))
+
+
+def save_dir(args, run: studies.Run) -> Path:
+    return args.work / "checkpoints" / run.key
+
+
+def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, device: str,
+            checkpoints: Optional[Path] = None) -> List[str]:
+    """fairseq-train for ``run``; a task that evaluates checkpoints after training (translation)
+    saves its best (dev loss) and last ones in ``checkpoints``, the others save nothing and pick
+    the best epoch by their dev metric."""
     task = TASKS[run.task]
     flags = list(run.flags)
     total = updates_per_epoch(run, sizes) * run.epochs
     if "--max-update" in flags:
         total = int(flags[flags.index("--max-update") + 1])
+    recipe = getattr(task, "recipe", finetune_recipe)
     cmd = [
         "fairseq-train", str(data_bin), "--user-dir", str(REPO / "addrop_fairseq"), *task.fairseq_args(model_dir),
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
-        "--lr", f"{run.lr:g}", "--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
-        "--warmup-updates", str(max(1, int(0.06 * total))),
-        "--batch-size", str(studies.BATCH), "--required-batch-size-multiple", "1", "--max-epoch", str(run.epochs),
-        "--seed", str(run.seed), "--no-save", "--log-format", "json", "--log-interval", "1000",
-        "--num-workers", "0",
+        *recipe(run.lr, total, studies.BATCH, run.epochs),
+        "--seed", str(run.seed), "--log-format", "json", "--log-interval", "1000", "--num-workers", "0",
     ]
-    if "--disable-validation" not in flags:
-        cmd += ["--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
+    if getattr(task, "saves_checkpoints", False):
+        cmd += ["--save-dir", str(checkpoints), "--no-epoch-checkpoints"]
+    else:
+        cmd += ["--no-save"]
+        if "--disable-validation" not in flags:
+            cmd += ["--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
     if device == "cpu":
         cmd += ["--cpu"]
     return cmd + flags
@@ -164,7 +183,11 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
         say(f"[{index}/{total}] {run.key}: done meanwhile, skipped")
         return json.loads(result_path(args.results, run).read_text())
     data_bin, sizes = prepared[(run.task, run.train_size, run.dev_size, run.max_length)]
-    cmd = command(run, data_bin, sizes, model_dir, args.device)
+    task = TASKS[run.task]
+    checkpoints = save_dir(args, run)
+    if checkpoints.exists():  # an interrupted attempt: start over (a run is its whole training)
+        shutil.rmtree(checkpoints)
+    cmd = command(run, data_bin, sizes, model_dir, args.device, checkpoints)
     log_dir = args.work / "logs" / run.study / run.task / run.method
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"seed{run.seed}.log"
@@ -196,14 +219,24 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
         say(f"[{index}/{total}] {run.key}: FAILED (exit {proc.returncode}); log: {log_path}\n" + "".join(lines[-15:]))
         return None
     epochs = parse_log(lines)
+    scores = summarise(run, epochs)
+    if getattr(task, "saves_checkpoints", False):  # translation: the test block, best and last checkpoint
+        say(f"[{index}/{total}] {run.key}: translating the test block")
+        test = task.evaluate(checkpoints, data_bin, sizes, run.seed, env)
+        shutil.rmtree(checkpoints)
+        losses = [e for e in epochs if "valid_loss" in e]
+        best_epoch = min(losses, key=lambda e: e["valid_loss"])["epoch"] if losses else None
+        scores["test"] = test
+        scores["best"] = {"epoch": best_epoch, "score": test["best"][task.metric]}
+        scores["last"] = {"epoch": epochs[-1]["epoch"] if epochs else None, "score": test["last"][task.metric]}
     updates = max((e.get("train_num_updates", 0) for e in epochs), default=0)
     result = {
         "study": run.study, "task": run.task, "method": run.method, "seed": run.seed, "meta": dict(run.meta),
-        "lr": run.lr, "epochs_planned": run.epochs, "batch_size": studies.BATCH,
-        "data": {**sizes, "max_length": run.max_length},
+        "lr": run.lr, "epochs_planned": run.epochs, "batch_size": getattr(task, "batch", studies.BATCH),
+        "data": {**{k: v for k, v in sizes.items() if k != "test_ref"}, "max_length": run.max_length},
         "command": portable(cmd, model_dir, args.work),
         "versions": versions(), "device": args.device, "threads": args.threads,
-        "epochs": epochs, **summarise(run, epochs),
+        "epochs": epochs, **scores,
         "updates": int(updates),
         "train_wall": sum(e.get("train_train_wall", e.get("train_wall", 0.0)) for e in epochs),
         "wall_s": round(wall, 1),
@@ -263,8 +296,8 @@ def main(argv=None) -> int:
     if study not in ("tune", "smoke"):
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
-            say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): learning rate {studies.DEFAULT_LR:g} "
-                "(run `python experiments/run.py tune` first)")
+            say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "
+                "rate (run `python experiments/run.py tune` first)")
     runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.only:
         runs = [r for r in runs if r.method in args.only.split(",")]

@@ -18,7 +18,7 @@ EPOCHS = 4
 BATCH = 16
 TRAIN_SIZE = 1000  # training examples per task (a fixed subset); the dev set is always whole
 # NER: sentences; MiniLM on a 2000-sentence subset, the from-scratch tagger on all 14041
-TRAIN_SIZES = {"ner": 2000, "ner_scratch": None}
+TRAIN_SIZES = {"ner": 2000, "ner_scratch": None, "wmt_en_ro": None, "wmt_tr_en": None}  # MT: the whole train block
 DEFAULT_LR = 5e-5
 
 # the paper's Table 11, BERT column: (p, q); layers: first layer for SST-2 and STS-B, all otherwise
@@ -77,7 +77,8 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
 
 def tune(tasks, seeds, lrs=None) -> List[Run]:
     """FT's learning rate per task from a small grid, seed 1 only (fairness: the baseline is tuned)."""
-    return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr, train_size=TRAIN_SIZES.get(t, TRAIN_SIZE))
+    return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr, train_size=TRAIN_SIZES.get(t, TRAIN_SIZE),
+                epochs=MT_EPOCHS if TASKS[t].family == "mt" else EPOCHS)
             for t in tasks for lr in TASKS[t].lr_grid]
 
 
@@ -203,10 +204,39 @@ def ner(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
     ]
 
 
+MT_EPOCHS = 10  # the demo preset's (cross-tuning: 5 plain, 5 AD-DROP epochs)
+MT_LR = 2e-3  # the demo preset's, until study tune has run the grid
+MT_PQ = (0.3, 0.3)  # the reference code's translation defaults
+
+
+def mt_methods() -> Dict[str, Tuple[Tuple[str, ...], float]]:
+    """FT, AD-DROP on encoder self-attention (the reference default) and on encoder + decoder
+    self-attention, RD, and fairseq's R-Drop (alpha 5, its paper's WMT setting)."""
+    p, q = MT_PQ
+    return {
+        "ft": (FT, 1.0),
+        "addrop": (addrop_flags(p, q, "all", "--addrop-attention", "encoder-self"), 1.5),
+        "addrop_dec": (addrop_flags(p, q, "all", "--addrop-attention", "encoder-self,decoder-self"), 1.6),
+        "rd": (addrop_flags(p, q, "all", "--addrop-attribution", "rd", "--addrop-attention", "encoder-self"), 1.05),
+        "rdrop": (("--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "5.0"), 2.0),
+    }
+
+
+def mt(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    return [
+        Run("mt", t, m, s, flags, lr=lrs.get(t, MT_LR), epochs=MT_EPOCHS, train_size=None, cost=cost)
+        for t in tasks for s in seeds for m, (flags, cost) in mt_methods().items()
+    ]
+
+
 def smoke(tasks, seeds, lrs) -> List[Run]:
     """What the test suite runs: one task, one seed, FT and AD-DROP (NER: and R-Drop), a few
     updates on a slice."""
     task = tasks[0]
+    if TASKS[task].family == "mt":
+        methods = {m: f for m, (f, _) in mt_methods().items() if m in ("ft", "addrop_dec")}
+        return [Run("smoke", task, m, seeds[0], flags, lr=MT_LR, epochs=2, train_size=200)
+                for m, flags in methods.items()]
     if TASKS[task].family == "ner":
         methods = {m: f for m, (f, _) in ner_methods().items() if m != "rd"}
     else:
@@ -217,7 +247,8 @@ def smoke(tasks, seeds, lrs) -> List[Run]:
 
 
 STUDIES = {"tune": tune, "glue": glue, "prior": prior, "cost": cost, "ablation": ablation,
-           "sensitivity": sensitivity, "ner": ner, "smoke": smoke}
+           "sensitivity": sensitivity, "ner": ner, "mt": mt, "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
 DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
-                 "ablation": ["mrpc", "cola"], "sensitivity": ["sst2"], "ner": ["ner", "ner_scratch"], "smoke": ["rte"]}
+                 "ablation": ["mrpc", "cola"], "sensitivity": ["sst2"], "ner": ["ner", "ner_scratch"],
+                 "mt": ["wmt_en_ro", "wmt_tr_en"], "smoke": ["rte"]}

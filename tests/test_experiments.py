@@ -116,5 +116,34 @@ def test_ner_smoke_runs_minilm_tagging_with_its_peers(tmp_path):
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (tmp_path / "report" / "RESULTS.md").read_text()
     assert "## ner: CoNLL-2003" in text and "## glue" not in text
-    assert "| CoNLL-2003 (MiniLM) (f1) | R-Drop (alpha 1) | 1 |" in text
+    assert "| CoNLL-2003 (MiniLM) (f1) | R-Drop | 1 |" in text
+
+
+def test_mt_smoke_translates_the_test_block_and_scores_it(tmp_path):
+    """Translation through the harness: fairseq-train saves the best (valid loss) and last
+    checkpoints, both translate the held-out test block, sacrebleu scores them; the
+    checkpoints are deleted afterwards."""
+    args = ["--smoke", "--tasks", "wmt_en_ro", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    proc = subprocess.run(RUN + args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    paths = sorted((tmp_path / "results" / "smoke" / "wmt_en_ro").glob("*/seed1.json"))
+    assert [p.parent.name for p in paths] == ["addrop_dec", "ft"]
+    for path in paths:
+        r = json.loads(path.read_text())
+        assert r["data"] == {"train": 200, "dev": 100, "dev_total": 100, "test": 200, "max_length": 128}
+        losses = [e["valid_loss"] for e in r["epochs"]]
+        assert r["best"]["epoch"] == losses.index(min(losses)) + 1 and r["last"]["epoch"] == 2
+        assert r["best"]["score"] == r["test"]["best"]["bleu"] and r["last"]["score"] == r["test"]["last"]["bleu"]
+        assert r["test"]["best"]["chrf"] > 0 and r["test"]["best"]["len_ratio"] > 0
+        assert r["test"]["signatures"]["bleu"].startswith("nrefs:1|case:mixed")
+        assert "--save-dir" in r["command"] and "--no-save" not in r["command"]
+    assert not any((tmp_path / "work" / "checkpoints").rglob("*.pt"))  # nothing left behind
+    dec = json.loads(paths[0].read_text())
+    assert dec["command"][dec["command"].index("--addrop-attention") + 1] == "encoder-self,decoder-self"
+    rep = subprocess.run(REPORT + ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"),
+                                   "--readme", ""], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = (tmp_path / "report" / "RESULTS.md").read_text()
+    assert "## mt: WMT16 EN-RO and TR-EN" in text and "sacrebleu signatures: BLEU `nrefs:1" in text
 
