@@ -217,6 +217,86 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                     + "`, `".join(sorted({r["test"]["signatures"]["chrf"] for r in runs})) + "`.", ""]
 
 
+ABLATION_ROWS = [  # (study, method, label): FT, AD-DROP and RD come from the glue study
+    ("glue", "ft", "FT"), ("glue", "addrop", "AD-DROP (GA, pseudo labels, cross-tuning)"),
+    ("ablation", "iga", f"r/w IGA (m = {studies.ABLATION_IG_STEPS})"), ("ablation", "aa", "r/w AA"),
+    ("glue", "rd", "r/w RD"), ("ablation", "gold", "r/w gold labels"), ("ablation", "no_cross", "w/o cross-tuning"),
+]
+
+
+def seconds_per_update(rs: List[dict]) -> float:
+    return statistics.mean(r["train_wall"] / max(1, r["updates"]) for r in rs)
+
+
+def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
+    if not runs:
+        return []
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in runs)]
+    groups = by(runs + [r for r in glue_runs if r["task"] in tasks], "study", "task", "method")
+    lines = ["## ablation: the paper's Table 2", "",
+             "AD-DROP with one part replaced, same learning rate, seeds and budget; FT, AD-DROP and RD are the "
+             "glue study's runs. Cells: best-epoch dev score mean ± std, then the paired Δ to FT; cost = "
+             "seconds per update relative to FT's runs on the same task (these runs shared the CPU two at a "
+             "time; the cost study is the clean measurement).", "",
+             "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | cost" for t in tasks) + " |",
+             "|---|" + "---|---|---|" * len(tasks)]
+    for study, method, label in ABLATION_ROWS:
+        cells = []
+        for t in tasks:
+            rs = groups.get((study, t, method), [])
+            ft = {r["seed"]: r for r in groups.get(("glue", t, "ft"), [])}
+            diffs = paired_diffs(rs, ft) if method != "ft" else []
+            cost = (fmt(seconds_per_update(rs) / seconds_per_update(list(ft.values())), 2)
+                    if rs and ft else "–")
+            cells.append(f"{mean_std([r['best']['score'] for r in rs])} | "
+                         f"{mean_std(diffs) if diffs else '–'} | {cost}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def sensitivity_cells(runs: List[dict], glue_runs: List[dict]):
+    """{task: (FT mean, {(schedule, p, q): best score})}"""
+    out = {}
+    for t in TASK_ORDER:
+        rs = [r for r in runs if r["task"] == t]
+        ft = [r["best"]["score"] for r in glue_runs if r["task"] == t and r["method"] == "ft"]
+        if rs and ft:
+            out[t] = (statistics.mean(ft), {(r["meta"]["schedule"], float(r["meta"]["p"]), float(r["meta"]["q"])):
+                                            r["best"]["score"] for r in rs})
+    return out
+
+
+def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: str) -> List[str]:
+    cells = sensitivity_cells(runs, glue_runs)
+    if not cells:
+        return []
+    grid = studies.SENSITIVITY_GRID
+    lines = ["## sensitivity: p × q (Fig. 6 and Fig. 4 analogues)", "",
+             f"Every (p, q) in {{{', '.join(f'{x:g}' for x in grid)}}}², with cross-tuning and without (AD-DROP on "
+             "every epoch), one seed; the difference of the best-epoch dev score to FT's mean over the glue "
+             "study's seeds, divided by the largest absolute difference of the grid (MaxAbsScaler, as the paper).", ""]
+    for t, (ft_mean, scores) in cells.items():
+        for schedule in ("cross", "always"):
+            diffs = {(p, q): v - ft_mean for (s, p, q), v in scores.items() if s == schedule}
+            if not diffs:
+                continue
+            lines += [f"{TASKS[t].name}, {'with' if schedule == 'cross' else 'without'} cross-tuning: Δ to FT "
+                      f"({ft_mean:.1f}), rows p, columns q:", "",
+                      "| p \\ q | " + " | ".join(f"{q:g}" for q in grid) + " |", "|---|" + "---|" * len(grid)]
+            for p in grid:
+                lines.append(f"| {p:g} | " + " | ".join(f"{diffs[(p, q)]:+.1f}" if (p, q) in diffs else "–"
+                                                        for q in grid) + " |")
+            best = max(diffs, key=diffs.get)
+            above = sum(d > 0 for d in diffs.values())
+            lines += ["", f"Best cell p = {best[0]:g}, q = {best[1]:g} ({diffs[best]:+.1f}); {above} of "
+                      f"{len(diffs)} cells above FT's mean; the plugin's default p = q = 0.3: "
+                      + (f"{diffs[(0.3, 0.3)]:+.1f}." if (0.3, 0.3) in diffs else "not run."), ""]
+        name = f"sensitivity_{t}.png"
+        plot_sensitivity(t, ft_mean, scores, figures / name)
+        lines += [f"![p x q heat maps and score distributions]({rel}/{name})", ""]
+    return lines
+
+
 def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
     if not runs:
         return []
@@ -313,6 +393,35 @@ def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path: Path) -> None:
+    plt = _plt()
+    grid = studies.SENSITIVITY_GRID
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    diffs = {k: v - ft_mean for k, v in scores.items()}
+    scale = max((abs(d) for d in diffs.values()), default=1.0) or 1.0
+    for ax, schedule in zip(axes[:2], ("cross", "always")):
+        img = [[diffs.get((schedule, p, q), float("nan")) / scale for q in grid] for p in grid]
+        im = ax.imshow(img, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_xticks(range(len(grid)), [f"{q:g}" for q in grid])
+        ax.set_yticks(range(len(grid)), [f"{p:g}" for p in grid])
+        ax.set_xlabel("q")
+        ax.set_ylabel("p")
+        ax.set_title(f"{'with' if schedule == 'cross' else 'without'} cross-tuning", fontsize=9)
+    fig.colorbar(im, ax=axes[1], fraction=0.046, label="(score − FT mean) / max |·|")
+    data = [[v for (s, _, _), v in scores.items() if s == schedule] for schedule in ("cross", "always")]
+    axes[2].boxplot(data, showfliers=False)
+    for i, d in enumerate(data):
+        axes[2].scatter([i + 1] * len(d), d, s=8, color=f"C{i}", zorder=3)
+    axes[2].axhline(ft_mean, color="grey", lw=0.8, ls="--", label="FT mean")
+    axes[2].set_xticks([1, 2], ["with", "without"])
+    axes[2].set_title("cross-tuning", fontsize=9)
+    axes[2].set_ylabel(f"best dev {TASKS[task].metric}")
+    axes[2].legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_prior(curves: Dict[str, List[dict]], path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
@@ -393,6 +502,22 @@ def readme_block(runs: List[dict]) -> List[str]:
         if verdicts:
             lines += ["", "AD-DROP against FT: " + "; ".join(f"{v} on {', '.join(ts)}" for v, ts in sorted(verdicts.items())) + "."]
         lines.append("")
+    for study, what in (("ner", "NER (CoNLL-2003, seqeval entity F1)"), ("mt", "Translation (WMT16 newsdev "
+                                                                              "slices, test BLEU)")):
+        srs = [r for r in runs if r["study"] == study]
+        parts = []
+        for task in TASK_ORDER:
+            ft = {r["seed"]: r for r in srs if r["task"] == task and r["method"] == "ft"}
+            diffs = paired_diffs([r for r in srs if r["task"] == task and r["method"] == "addrop"], ft)
+            if diffs:
+                parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
+                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seeds ({verdict(diffs)})")
+        if parts:
+            lines += [f"{what}: " + "; ".join(parts) + ".", ""]
+    if any(r["study"] == "sensitivity" for r in runs):
+        lines += ["Sensitivity to p and q (difference to FT, scaled to [-1, 1]), with and without cross-tuning:", ""]
+        lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
+                  for t in sorted({r["task"] for r in runs if r["study"] == "sensitivity"})] + [""]
     if any(r["study"] == "prior" for r in runs):
         lines += ["The paper's prior experiment (MRPC, first layer, gold-label GA, dropping rate 0.3): train and "
                   "dev loss per epoch when dropping none, random, high- or low-attribution positions "
@@ -437,6 +562,9 @@ def render(runs: List[dict], figures: Path, rel: str) -> str:
                           if family(r) == "ner"], figures, rel)
     lines += mt_section([r for (s,), rs in per_study.items() if s in ("mt", "smoke") for r in rs
                          if family(r) == "mt"], figures, rel)
+    glue_runs = per_study.get(("glue",), [])
+    lines += ablation_section(per_study.get(("ablation",), []), glue_runs)
+    lines += sensitivity_section(per_study.get(("sensitivity",), []), glue_runs, figures, rel)
     lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel)
     lines += cost_section([r for (s,), rs in per_study.items() if s == "cost" for r in rs])
     return "\n".join(lines).rstrip() + "\n"

@@ -147,3 +147,43 @@ def test_mt_smoke_translates_the_test_block_and_scores_it(tmp_path):
     text = (tmp_path / "report" / "RESULTS.md").read_text()
     assert "## mt: WMT16 EN-RO and TR-EN" in text and "sacrebleu signatures: BLEU `nrefs:1" in text
 
+
+
+def synthetic_run(study, task, method, seed, score, meta=None, spu=1.0):
+    """A run summary as run.py writes it, with made-up scores (tests of the report's arithmetic)."""
+    return {"study": study, "task": task, "method": method, "seed": seed, "meta": meta or {}, "lr": 1e-4,
+            "epochs_planned": 4, "batch_size": 16, "metric": "f1" if task == "mrpc" else "mcc",
+            "data": {"train": 1000, "dev": 408, "dev_total": 408, "max_length": 128},
+            "best": {"epoch": 2, "score": score}, "last": {"epoch": 4, "score": score - 1},
+            "epochs": [{"epoch": e, "train_loss": 1.0 / e, "valid_loss": 0.5} for e in (1, 2, 3, 4)],
+            "train_wall": 100.0 * spu, "updates": 100, "cpu_s": 1.0, "wall_s": 1.0, "peak_rss_mb": 1.0,
+            "device": "cpu", "threads": 1, "versions": {"python": "3.11", "torch": "t", "fairseq-fixed": "f",
+                                                        "transformers": "x", "git_commit": "abc"}}
+
+
+def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import studies
+
+    runs = []
+    for seed, (ft, ga, aa) in zip((1, 2, 3), ((80.0, 82.0, 79.0), (81.0, 84.0, 80.0), (82.0, 83.0, 81.5))):
+        runs += [synthetic_run("glue", "mrpc", "ft", seed, ft), synthetic_run("glue", "mrpc", "addrop", seed, ga, spu=1.5),
+                 synthetic_run("ablation", "mrpc", "aa", seed, aa, spu=1.2)]
+    grid = studies.SENSITIVITY_GRID
+    for p in grid:
+        for q in grid:
+            for schedule, bonus in (("cross", 1.0), ("always", -2.0)):
+                score = 81.0 + bonus + (3.0 if (p, q) == (0.5, 0.7) and schedule == "cross" else 0.0)
+                runs.append(synthetic_run("sensitivity", "mrpc", f"{schedule}_p{p:g}_q{q:g}", 1, score,
+                                          meta={"p": f"{p:g}", "q": f"{q:g}", "schedule": schedule}))
+    text = report.render(runs, tmp_path / "figures", "figures")
+    # AD-DROP: paired Δ +2, +3, +1 -> 2.0 ± 1.0; AA: -1, -1, -0.5 -> -0.8 ± 0.3; cost 1.5 and 1.2 x FT
+    assert "| AD-DROP (GA, pseudo labels, cross-tuning) | 83.0 ± 1.0 | 2.0 ± 1.0 | 1.50 |" in text
+    assert "| r/w AA | 80.2 ± 1.3 | -0.8 ± 0.3 | 1.20 |" in text
+    assert "| r/w IGA (m = 5) | – | – | – |" in text
+    # sensitivity: FT mean 81; with cross-tuning every cell +1 except (0.5, 0.7) +4; without -2
+    assert "| 0.5 | +1.0 | +1.0 | +1.0 | +4.0 | +1.0 |" in text
+    assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
+    assert "0 of 25 cells above FT's mean; the plugin's default p = q = 0.3: -2.0." in text
+    assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
