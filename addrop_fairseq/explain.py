@@ -260,7 +260,7 @@ def work(args) -> Dict:
         "sites": [{"name": s["site"].name, "kind": s["site"].kind, "layer": s["site"].layer,
                    "dropped": s["drop"].nonzero().tolist()} for s in result["sites"]],
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(summary, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"{out}: layer {args.layer} head {args.head}, {int(site['drop'][args.head].sum())} positions dropped; "
           f"prediction {prediction}; all masks in {out.with_suffix('.json')}")
     return summary

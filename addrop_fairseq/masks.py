@@ -176,3 +176,33 @@ class DropMasks:
         if self.kept is not None:
             self.kept[index] = (attribution, drop)
         return drop
+
+
+# ---------------------------------------------------------------------------- cheap attention regularizers
+# (AttendOut, Sections 3.2 and 7: the baselines next to AD-DROP in the studies)
+
+
+def uniform_rows(scores: Tensor, valid: Tensor, rows: Tensor) -> Tensor:
+    """Eq. 4 of AttendOut on the rows ``rows`` ([..., T, 1] bool): every valid key scores 0,
+    so the softmax is exactly 1/n over the row's valid keys; invalid keys (padding, future
+    positions) keep the score the model gave them (masked, or masked afterwards by fairseq)."""
+    return torch.where(rows & valid, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)
+
+
+def scores_dropout(scores: Tensor, valid: Tensor, p: float,
+                   generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """Eq. 3: each valid key's pre-softmax score is removed with probability p (the dtype's
+    minimum, so exp() of it is 0); a row that loses all its valid keys attends uniformly to
+    them (Eq. 4: softmax of an all -inf row is the constant 1/n). Returns (scores, drop)."""
+    check_rate("p", p)
+    valid = valid.expand_as(scores).bool()
+    drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)
+    out = scores.masked_fill(drop, drop_fill_value(scores.dtype))
+    emptied = ((drop == valid).all(dim=-1, keepdim=True)) & valid.any(dim=-1, keepdim=True)
+    return uniform_rows(out, valid, emptied), drop
+
+
+def scheduled_rate(start: float, slope: float, update: int, per: int = 1000) -> float:
+    """AttendOut Section 7.2's scheduled Bernoulli rate: ``start + slope * update / per``,
+    clipped to [0, 1] (piece-wise linear)."""
+    return min(1.0, max(0.0, start + slope * update / per))

@@ -201,6 +201,21 @@ class Masker:
         return scores.masked_fill(drop, drop_fill_value(scores.dtype))
 
 
+class ScoreEditor:
+    """Editing mode: ``edit(site_index, scores[B, H, T, S], valid[B, H, T, S])`` returns the
+    pre-softmax scores the attention continues with (the attention regularizers)."""
+
+    needs_scores = True
+    needs_probs = False
+    needs_attended = False
+
+    def __init__(self, edit: Callable[[int, Tensor, Tensor], Tensor]):
+        self.edit = edit
+
+    def scores(self, module, scores: Tensor, valid: Tensor) -> Tensor:
+        return self.edit(state(module).index, scores, valid.expand(scores.shape))
+
+
 @contextmanager
 def _driving(sites: Sequence[AttentionSite], hook):
     for site in sites:
@@ -234,3 +249,12 @@ def masking(sites: Sequence[AttentionSite], make_drop: DropMaker,
     """Within the block, forward passes drop the keys ``make_drop`` picks at each site."""
     with _driving(sites, Masker(make_drop, query_valid)) as masker:
         yield masker
+
+
+@contextmanager
+def editing(sites: Sequence[AttentionSite], edit: Callable[[int, Tensor, Tensor], Tensor]):
+    """Within the block, forward passes replace each site's pre-softmax scores by
+    ``edit(site_index, scores, valid)`` (see :class:`ScoreEditor`)."""
+    with _driving(sites, ScoreEditor(edit)) as editor:
+        yield editor
+

@@ -49,6 +49,7 @@ M = "addrop_fairseq/masks.py"
 A = "addrop_fairseq/attribution.py"
 S = "addrop_fairseq/schedule.py"
 C = "addrop_fairseq/criterions/addrop_ce.py"
+SC = "addrop_fairseq/criterions/attention_sites.py"
 
 MUTANTS: List[Mutant] = [
     # ------------------------------------------------------------------ masks (Eq. 6-7)
@@ -110,11 +111,11 @@ MUTANTS: List[Mutant] = [
     Mutant(A, "_, maps = forward(None, point=\"softmax\")", "_, maps = forward(None)",
            "AA: the maps after attention dropout instead of the attention weights"),
     # ------------------------------------------------------------------ criterion (addrop_ce)
-    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop)",
-           "masks.DropMasks(attributions, self.q, self.p, self.cfg.addrop_drop)",
+    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)",
+           "masks.DropMasks(attributions, self.q, self.p, self.cfg.addrop_drop, keep=keep)",
            "criterion passes p and q swapped"),
-    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop)",
-           "masks.DropMasks(attributions, self.p, self.q)",
+    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)",
+           "masks.DropMasks(attributions, self.p, self.q, keep=keep)",
            "criterion ignores --addrop-drop (always 'high')"),
     Mutant(M, "self.valid += valid.sum()", "self.valid += valid.numel()",
            "drop fraction denominator counts every position, padding included"),
@@ -122,7 +123,7 @@ MUTANTS: List[Mutant] = [
            "AD-DROP also in validation / inference (model.eval())"),
     Mutant(C, "labels = self.task_kind.labels(prediction, gold=use_gold)",
            "labels = self.task_kind.labels(prediction, gold=False)", "--addrop-labels gold ignored"),
-    Mutant(C, "        self.epoch = epoch\n", "",
+    Mutant(SC, "        self.epoch = epoch\n", "",
            "begin_epoch does not advance the schedule's clock"),
     Mutant(M, "attribution, self.attributions[index] = self.attributions[index], None",
            "attribution = self.attributions[len(self.attributions) - 1 - index]",

@@ -3,7 +3,7 @@
 with AD-DROP (the study's command, two epochs: one plain, one AD-DROP, checkpoint kept), then
 ``addrop-explain`` on the shortest MRPC dev pair, layer 0, head 0, seed 1.
 
-    python experiments/explain_example.py      # -> experiments/figures/explain_mrpc.{png,json}
+    python experiments/explain_example.py      # -> experiments/figures/explain_mrpc.png
 
 About 10 CPU-minutes; the checkpoint stays in experiments/work/explain/ (not committed).
 """
@@ -41,9 +41,8 @@ def main() -> int:
                "--out", str(out)]
     print("$ " + " ".join(explain[1:]), flush=True)
     subprocess.run(explain, check=True, cwd=run.REPO)
-    # the JSON names the checkpoint by a machine path: keep it relative to the repository
-    js = out.with_suffix(".json")
-    js.write_text(js.read_text().replace(str(run.REPO) + "/", ""))
+    # the figure is committed; its JSON (every dropped position of every layer) stays in work/
+    out.with_suffix(".json").replace(save / "explain_mrpc.json")
     return 0
 
 

@@ -32,9 +32,13 @@ METHOD_NAMES = {
     "attn_dropout": "extra attention dropout (0.1 + p·q)",
     "addrop_dec": "AD-DROP on encoder + decoder self-attention",
     "rdrop": "R-Drop",
+    "scores_dropout": "attention scores dropout (0.1)",
+    "attn_layerdrop": "attention LayerDrop (0.2)",
+    "scheduled": "scheduled scores dropout",
 }
 SHORT_NAMES = {"addrop": "AD-DROP", "addrop_dec": "AD-DROP enc+dec", "rd": "RD", "attn_dropout": "attention dropout",
-               "rdrop": "R-Drop"}
+               "rdrop": "R-Drop", "scores_dropout": "scores dropout", "attn_layerdrop": "attention LayerDrop",
+               "scheduled": "scheduled dropout"}
 GLUE_ORDER = ["rte", "mrpc", "cola", "stsb", "sst2"]
 TASK_ORDER = GLUE_ORDER + ["ner", "ner_scratch", "wmt_en_ro", "wmt_tr_en"]
 
@@ -471,9 +475,10 @@ README_END = "<!-- experiments:end -->"
 def readme_block(runs: List[dict]) -> List[str]:
     """The README's "Does it work?" numbers: the glue headline table, the prior figure, the cost line."""
     lines = []
-    glue_runs = [r for r in runs if r["study"] in ("glue", "smoke")]  # as glue_section
+    glue_runs = [r for r in runs if r["study"] in ("glue", "regularizers", "smoke")]  # as glue_section
     groups = by(glue_runs, "task", "method")
     peers = [m for m in studies.glue_methods("rte") if m != "ft"]
+    peers += [m for m in studies.regularizer_methods() if any(r["method"] == m for r in glue_runs)]
     tasks = [t for t in GLUE_ORDER if (t, "ft") in groups]
     if tasks:
         seeds = sorted({r["seed"] for r in glue_runs})
@@ -556,7 +561,7 @@ def render(runs: List[dict], figures: Path, rel: str) -> str:
     def family(r):
         return TASKS[r["task"]].family
 
-    lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "smoke") for r in rs
+    lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "regularizers", "smoke") for r in rs
                            if family(r) == "glue"], figures, rel)
     lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
                           if family(r) == "ner"], figures, rel)

@@ -75,6 +75,30 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
     }
 
 
+SCHEDULE_SLOPES = "0,-0.4,-0.8,-1.2,-1.6,-2"  # per 1000 updates: lower layers keep higher rates (Fig. 3's trend)
+
+
+def regularizer_methods() -> Dict[str, Tuple[Tuple[str, ...], float]]:
+    """AttendOut's cheap attention regularizers (its Section 7 settings) as GLUE peers: scores
+    dropout p = 0.1, attention LayerDrop p = 0.2, scheduled scores dropout from 0.6 (its QNLI
+    start) with per-layer slopes reaching 0.1 in the last layer by the end of our 252 updates."""
+    reg = ("--criterion", "attention_regularizer", "--attn-reg-layers", "all")
+    return {
+        "scores_dropout": (reg + ("--attn-reg", "scores-dropout", "--attn-reg-p", "0.1"), 1.05),
+        "attn_layerdrop": (reg + ("--attn-reg", "layerdrop", "--attn-reg-p", "0.2"), 1.0),
+        "scheduled": (reg + ("--attn-reg", "scheduled", "--attn-reg-p", "0.6",
+                             f"--attn-reg-slopes={SCHEDULE_SLOPES}"), 1.05),
+    }
+
+
+def regularizers(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
+    """Rows of the glue table (same tasks, seeds, learning rates), run after it."""
+    return [
+        Run("regularizers", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), cost=cost)
+        for t in tasks for s in seeds for m, (flags, cost) in regularizer_methods().items()
+    ]
+
+
 def tune(tasks, seeds, lrs=None) -> List[Run]:
     """FT's learning rate per task from a small grid, seed 1 only (fairness: the baseline is tuned)."""
     return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr, train_size=TRAIN_SIZES.get(t, TRAIN_SIZE),
@@ -247,8 +271,9 @@ def smoke(tasks, seeds, lrs) -> List[Run]:
 
 
 STUDIES = {"tune": tune, "glue": glue, "prior": prior, "cost": cost, "ablation": ablation,
-           "sensitivity": sensitivity, "ner": ner, "mt": mt, "smoke": smoke}
+           "sensitivity": sensitivity, "ner": ner, "mt": mt, "regularizers": regularizers,
+           "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
-DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
+DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
                  "ablation": ["mrpc", "cola"], "sensitivity": ["sst2"], "ner": ["ner", "ner_scratch"],
                  "mt": ["wmt_en_ro", "wmt_tr_en"], "smoke": ["rte"]}

@@ -7,7 +7,7 @@ from fairseq.modules.multihead_attention import MultiheadAttention
 
 from addrop_fairseq import fairseq_seam
 from addrop_fairseq import sites as core
-from addrop_fairseq.criterions.addrop_ce import parse_kinds, parse_layers
+from addrop_fairseq.criterions.attention_sites import parse_kinds, parse_layers
 from fairseq_builders import TINY_TRANSFORMER, build, translation_batch, translation_dir
 
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]

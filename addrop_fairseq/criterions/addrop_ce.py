@@ -13,22 +13,20 @@ The options are checked here, once, when the criterion is built (and the sites w
 first epoch begins), with messages that name the flags.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 import torch
-from omegaconf import II
 
 from fairseq import utils
-from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.criterions import register_criterion
+from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from .. import attribution, fairseq_seam, masks, schedule, sites, task_kinds
-from ..training_hooks import follow_training
+from .. import attribution, masks, schedule, sites, task_kinds
+from .attention_sites import SiteCriterion, StockLossConfig, unwrap
 
 
 @dataclass
-class ADDropCriterionConfig(FairseqDataclass):
+class ADDropCriterionConfig(StockLossConfig):
     addrop_p: float = field(
         default=0.3, metadata={"help": "candidate region size: about p*n keys per attention row"}
     )
@@ -72,26 +70,6 @@ class ADDropCriterionConfig(FairseqDataclass):
         default=0,
         metadata={"help": "if > 0, cross-tuning alternates every N updates instead of epochs"},
     )
-    # the stock criteria's options (label_smoothed_cross_entropy, sentence_prediction)
-    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing epsilon"})
-    report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
-    ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
-    sentence_avg: bool = II("optimization.sentence_avg")
-    regression_target: bool = field(
-        default=False,
-        metadata={"help": "sentence_prediction with a real-valued target (e.g. STS-B)"},
-    )
-    classification_head_name: str = field(
-        default="sentence_classification_head",
-        metadata={"help": "classification head (sentence_prediction)"},
-    )
-    report_mcc: bool = field(default=False, metadata={"help": "sentence_prediction: report MCC (CoLA)"})
-    report_acc_and_f1: bool = field(
-        default=False, metadata={"help": "sentence_prediction: report F1 and (acc+F1)/2 (MRPC, QQP)"}
-    )
-    report_pearson_and_spearman: bool = field(
-        default=False, metadata={"help": "sentence_prediction: report Pearson and Spearman (STS-B)"}
-    )
 
 
 def tile_sample(sample, repeat: int):
@@ -110,57 +88,9 @@ def tile_sample(sample, repeat: int):
     return out
 
 
-def unwrap(model):
-    """The fairseq model under DDP / ModuleProxyWrapper layers."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return model
-
-
-def refuse_activation_checkpointing(model) -> None:
-    """Activation checkpointing recomputes layers in the backward, after pass 2's masks are
-    gone (and pass 1's maps would have no graph): refuse it before the first update."""
-    checkpointed = any(hasattr(m, "precheckpoint_forward") for m in model.modules())
-    hf = [m for m in model.modules() if hasattr(m, "supports_gradient_checkpointing")
-          and getattr(m, "is_activation_checkpointing", None) is True
-          or getattr(m, "gradient_checkpointing", None) is True]
-    if checkpointed or hf:
-        raise ValueError(
-            "--criterion addrop_ce cannot be combined with --checkpoint-activations (or HuggingFace "
-            "gradient checkpointing): checkpointed layers are recomputed in the backward pass without "
-            "AD-DROP's masks. Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size."
-        )
-
-
-def parse_kinds(spec: str) -> Optional[List[str]]:
-    """``--addrop-attention``: "auto" -> None, "encoder-self,decoder-self" -> the list."""
-    if spec.strip() == "auto":
-        return None
-    kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in sites.KINDS]
-    if bad or not kinds:
-        raise ValueError(f"--addrop-attention: unknown kind(s) {bad or spec!r}; choose from auto or {sites.KINDS}")
-    return kinds
-
-
-def parse_layers(spec: str) -> Optional[List[int]]:
-    """``--addrop-layers``: "all" -> None, "0,2,5" -> [0, 2, 5]."""
-    spec = str(spec).strip()
-    if spec == "all":
-        return None
-    try:
-        layers = sorted({int(x) for x in spec.split(",") if x.strip() != ""})
-    except ValueError:
-        raise ValueError(f"--addrop-layers must be 'all' or comma-separated integers, got {spec!r}") from None
-    if not layers or layers[0] < 0:
-        raise ValueError(f"--addrop-layers must be 'all' or non-negative integers, got {spec!r}")
-    return layers
-
-
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
-class ADDropCriterion(FairseqCriterion):
+class ADDropCriterion(SiteCriterion):
     def __init__(self, cfg: ADDropCriterionConfig, task):
-        super().__init__(task)
         self.p = masks.check_rate("--addrop-p", cfg.addrop_p)
         self.q = masks.check_rate("--addrop-q", cfg.addrop_q)
         try:
@@ -172,46 +102,12 @@ class ADDropCriterion(FairseqCriterion):
             raise ValueError(f"--addrop-ig-steps must be >= 1, got {cfg.addrop_ig_steps}")
         if cfg.addrop_ig_batch < 1:
             raise ValueError(f"--addrop-ig-batch must be >= 1, got {cfg.addrop_ig_batch}")
-        self.attention_kinds = parse_kinds(cfg.addrop_attention)
-        self.layers = parse_layers(cfg.addrop_layers)
-        self.task_kind = task_kinds.build_kind(task, cfg)
+        super().__init__(task, cfg, cfg.addrop_attention, cfg.addrop_layers,
+                         "--addrop-attention / --addrop-layers", "addrop_ce")
         if cfg.addrop_labels == "gold" and self.task_kind.name == "regression":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         self.cfg = cfg
         self.grad = attribution.ScaledGradients()  # fp16/bf16 maps: a scaled target, no underflow
-        self.epoch = 1
-        self.num_updates = 0
-        self.sites: Optional[List[sites.AttentionSite]] = None
-        follow_training(task, self.begin_epoch, self.set_update_num)
-
-    # ------------------------------------------------------------------ training state
-
-    def begin_epoch(self, epoch, model):
-        """Called by the task at every epoch start: the schedule's clock, and early checks."""
-        self.epoch = epoch
-        self.prepare(model)
-
-    def set_update_num(self, num_updates):
-        self.num_updates = num_updates
-
-    def prepare(self, model):
-        """Select and install the attention sites; errors here stop training before it starts."""
-        if self.sites is None:
-            model = unwrap(model)
-            refuse_activation_checkpointing(model)
-            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
-            # sites itself; fairseq MultiheadAttention models get the fairseq seam
-            own = getattr(model, "addrop_attention_sites", None)
-            try:
-                if own is not None:
-                    selected = own(self.attention_kinds, self.layers)
-                else:
-                    selected = fairseq_seam.select_sites(model, self.attention_kinds, self.layers)
-                sites.install(selected)
-            except ValueError as e:
-                raise ValueError(f"--addrop-attention / --addrop-layers: {e}") from None
-            self.sites = selected
-        return self.sites
 
     def addrop_now(self) -> bool:
         return schedule.addrop_active(
@@ -222,10 +118,8 @@ class ADDropCriterion(FairseqCriterion):
 
     def forward(self, model, sample, reduce=True):
         if not model.training or not self.addrop_now() or self.p == 0.0 or self.q == 0.0:
-            loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
-            if model.training:
-                log.update(addrop_steps=1, addrop_active=0, addrop_dropped=0, addrop_valid=0)
-            return loss, sample_size, log
+            return self.plain_loss(model, sample, reduce, addrop_steps=1, addrop_active=0, addrop_dropped=0,
+                                   addrop_valid=0)
 
         loss, sample_size, log, _ = self.addrop_step(model, sample, reduce)
         return loss, sample_size, log
@@ -295,7 +189,3 @@ class ADDropCriterion(FairseqCriterion):
             # weighted by the valid positions, so an epoch's value is sum(dropped) / sum(valid)
             frac = dropped / valid if valid else 0.0
             metrics.log_scalar("addrop_drop_frac", frac, valid, round=4)
-
-    @staticmethod
-    def logging_outputs_can_be_summed() -> bool:
-        return True

@@ -1,0 +1,143 @@
+"""What every criterion that acts on attention maps shares: the ``--*-attention`` /
+``--*-layers`` option parsing, the site selection before the first update (with the checks
+that stop training early), fairseq's epoch and update number, the stock task loss and its
+metrics. :class:`SiteCriterion` is the base of ``addrop_ce`` and ``attention_regularizer``."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from omegaconf import II
+
+from fairseq.criterions import FairseqCriterion
+from fairseq.dataclass import FairseqDataclass
+
+from .. import fairseq_seam, sites, task_kinds
+from ..training_hooks import follow_training
+
+
+@dataclass
+class StockLossConfig(FairseqDataclass):
+    """The options of the stock criteria a site criterion computes its loss with
+    (label_smoothed_cross_entropy, sentence_prediction), under their fairseq names."""
+
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing epsilon"})
+    report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
+    ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+    regression_target: bool = field(
+        default=False,
+        metadata={"help": "sentence_prediction with a real-valued target (e.g. STS-B)"},
+    )
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "classification head (sentence_prediction)"},
+    )
+    report_mcc: bool = field(default=False, metadata={"help": "sentence_prediction: report MCC (CoLA)"})
+    report_acc_and_f1: bool = field(
+        default=False, metadata={"help": "sentence_prediction: report F1 and (acc+F1)/2 (MRPC, QQP)"}
+    )
+    report_pearson_and_spearman: bool = field(
+        default=False, metadata={"help": "sentence_prediction: report Pearson and Spearman (STS-B)"}
+    )
+
+
+def unwrap(model):
+    """The fairseq model under DDP / ModuleProxyWrapper layers."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return model
+
+
+def refuse_activation_checkpointing(model, criterion: str = "addrop_ce") -> None:
+    """Activation checkpointing recomputes layers in the backward, after the masks are gone
+    (and recorded maps would have no graph): refuse it before the first update."""
+    checkpointed = any(hasattr(m, "precheckpoint_forward") for m in model.modules())
+    hf = [m for m in model.modules() if hasattr(m, "supports_gradient_checkpointing")
+          and getattr(m, "is_activation_checkpointing", None) is True
+          or getattr(m, "gradient_checkpointing", None) is True]
+    if checkpointed or hf:
+        raise ValueError(
+            f"--criterion {criterion} cannot be combined with --checkpoint-activations (or HuggingFace "
+            "gradient checkpointing): checkpointed layers are recomputed in the backward pass without "
+            "the attention masks. Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size."
+        )
+
+
+def parse_kinds(spec: str, flag: str = "--addrop-attention") -> Optional[List[str]]:
+    """"auto" -> None, "encoder-self,decoder-self" -> the list."""
+    if spec.strip() == "auto":
+        return None
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in sites.KINDS]
+    if bad or not kinds:
+        raise ValueError(f"{flag}: unknown kind(s) {bad or spec!r}; choose from auto or {sites.KINDS}")
+    return kinds
+
+
+def parse_layers(spec: str, flag: str = "--addrop-layers") -> Optional[List[int]]:
+    """"all" -> None, "0,2,5" -> [0, 2, 5]."""
+    spec = str(spec).strip()
+    if spec == "all":
+        return None
+    try:
+        layers = sorted({int(x) for x in spec.split(",") if x.strip() != ""})
+    except ValueError:
+        raise ValueError(f"{flag} must be 'all' or comma-separated integers, got {spec!r}") from None
+    if not layers or layers[0] < 0:
+        raise ValueError(f"{flag} must be 'all' or non-negative integers, got {spec!r}")
+    return layers
+
+
+class SiteCriterion(FairseqCriterion):
+    """The stock loss of the task (``task_kinds``) plus the attention sites it acts on."""
+
+    def __init__(self, task, cfg, kinds_spec: str, layers_spec: str, flags: str, name: str):
+        super().__init__(task)
+        self.attention_kinds = parse_kinds(kinds_spec, flags.split(" / ")[0])
+        self.layers = parse_layers(layers_spec, flags.split(" / ")[-1])
+        self.task_kind = task_kinds.build_kind(task, cfg)
+        self.site_flags, self.criterion_name = flags, name
+        self.epoch = 1
+        self.num_updates = 0
+        self.sites: Optional[List[sites.AttentionSite]] = None
+        follow_training(task, self.begin_epoch, self.set_update_num)
+
+    def begin_epoch(self, epoch, model):
+        """Called by the task at every epoch start: the clock, and early checks."""
+        self.epoch = epoch
+        self.prepare(model)
+
+    def set_update_num(self, num_updates):
+        self.num_updates = num_updates
+
+    def prepare(self, model):
+        """Select and install the attention sites; errors here stop training before it starts."""
+        if self.sites is None:
+            model = unwrap(model)
+            refuse_activation_checkpointing(model, self.criterion_name)
+            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
+            # sites itself; fairseq MultiheadAttention models get the fairseq seam
+            own = getattr(model, "addrop_attention_sites", None)
+            try:
+                if own is not None:
+                    selected = own(self.attention_kinds, self.layers)
+                else:
+                    selected = fairseq_seam.select_sites(model, self.attention_kinds, self.layers)
+                sites.install(selected)
+            except ValueError as e:
+                raise ValueError(f"{self.site_flags}: {e}") from None
+            self.sites = selected
+        return self.sites
+
+    def plain_loss(self, model, sample, reduce=True, **log):
+        loss, sample_size, logging_output = self.task_kind.loss(model, sample, reduce=reduce)
+        if model.training:
+            logging_output.update(log)
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "parse_kinds", "parse_layers"]
