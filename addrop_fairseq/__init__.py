@@ -4,8 +4,8 @@ Used as ``fairseq-train --user-dir addrop_fairseq --criterion addrop_ce ...``: f
 the package after itself, and :func:`register` runs, registering (the whole list, in one
 place):
 
-* criteria ``addrop_ce`` (:mod:`.criterions.addrop_ce`), ``attention_regularizer`` and
-  ``sentence_prediction_rdrop``;
+* criteria ``addrop_ce`` (:mod:`.criterions.addrop_ce`), ``attendout``,
+  ``attention_regularizer`` and ``sentence_prediction_rdrop``;
 * task ``sequence_tagging``; models ``transformer_tagger``, ``roberta_tagger``;
 * HuggingFace models ``hf_seq2seq``, ``hf_token_classifier``, ``hf_sequence_classifier`` and
   ``--bpe hf`` / ``--tokenizer hf`` (transformers is imported only when one is built);
@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 def register() -> None:
     """Register the plugin's criteria, tasks, models and checkpoint allowlist with fairseq
     (idempotent: modules are imported once)."""
-    from .criterions import addrop_ce, attention_regularizer, sentence_prediction_rdrop  # noqa: F401
+    from .criterions import addrop_ce, attendout, attention_regularizer, sentence_prediction_rdrop  # noqa: F401
     from .hf import bpe, classifiers, seq2seq  # noqa: F401
     from .models import roberta_tagger, transformer_tagger  # noqa: F401
     from .safe_loading import allow_fairseq_checkpoints

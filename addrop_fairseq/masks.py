@@ -197,9 +197,16 @@ def scores_dropout(scores: Tensor, valid: Tensor, p: float,
     check_rate("p", p)
     valid = valid.expand_as(scores).bool()
     drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)
+    return remove_scores(scores, valid, drop), drop
+
+
+def remove_scores(scores: Tensor, valid: Tensor, drop: Tensor) -> Tensor:
+    """Eq. 3 for a given ``drop`` (a subset of ``valid``): removed keys get the dtype's minimum,
+    and a row that loses all its valid keys attends uniformly to them (Eq. 4)."""
+    valid = valid.expand_as(scores).bool()
     out = scores.masked_fill(drop, drop_fill_value(scores.dtype))
     emptied = ((drop == valid).all(dim=-1, keepdim=True)) & valid.any(dim=-1, keepdim=True)
-    return uniform_rows(out, valid, emptied), drop
+    return uniform_rows(out, valid, emptied)
 
 
 def scheduled_rate(start: float, slope: float, update: int, per: int = 1000) -> float:

@@ -16,6 +16,7 @@ gradient at the attention maps is the attribution).
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
@@ -96,6 +97,12 @@ class TokenKind:
     def target(self, prediction: Prediction, labels: Tensor) -> Tensor:
         return attribution.token_target(prediction.output, labels, prediction.real)
 
+    def example_losses(self, prediction: Prediction) -> Tensor:
+        """[B]: each example's mean NLL over its real target positions (AttendOut's scores)."""
+        nll = -prediction.output.gather(-1, prediction.gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        real = prediction.real.to(nll.dtype)
+        return (nll * real).sum(-1) / real.sum(-1).clamp(min=1.0)
+
 
 class ClassificationKind:
     """sentence_prediction with classes: one logit vector per example (Eq. 5)."""
@@ -129,6 +136,10 @@ class ClassificationKind:
     def target(self, prediction: Prediction, labels: Tensor) -> Tensor:
         return attribution.classification_target(prediction.output, labels)
 
+    def example_losses(self, prediction: Prediction) -> Tensor:
+        """[B]: each example's cross-entropy (AttendOut's scores)."""
+        return torch.nn.functional.cross_entropy(prediction.output.float(), prediction.gold.long(), reduction="none")
+
 
 class RegressionKind(ClassificationKind):
     """sentence_prediction with a real-valued target: no pseudo labels, the target is minus
@@ -142,6 +153,10 @@ class RegressionKind(ClassificationKind):
 
     def target(self, prediction: Prediction, labels: Tensor) -> Tensor:
         return attribution.regression_target(prediction.output, labels)
+
+    def example_losses(self, prediction: Prediction) -> Tensor:
+        """[B]: each example's squared error (AttendOut's scores)."""
+        return (prediction.output.view(-1).float() - prediction.gold.view(-1).float()) ** 2
 
 
 def build_kind(task, cfg):

@@ -15,6 +15,7 @@ class _Followed:
     def __init__(self, on_begin_epoch, on_train_step):
         self.on_begin_epoch = on_begin_epoch
         self.on_train_step = on_train_step
+        self.optimizer = None  # the trainer's, as the last train_step received it
 
 
 def follow_training(task, on_begin_epoch, on_train_step) -> None:
@@ -36,9 +37,13 @@ def follow_training(task, on_begin_epoch, on_train_step) -> None:
         followed.on_begin_epoch(epoch, model)
         return begin_epoch(epoch, model)
 
+    optimizer_pos = list(inspect.signature(train_step).parameters).index("optimizer")
+
     @functools.wraps(train_step)
     def train_step_hook(*args, **kwargs):
         update_num = kwargs["update_num"] if "update_num" in kwargs else args[update_num_pos]
+        # the trainer's optimizer, for criteria that train a second network like it (attendout)
+        followed.optimizer = kwargs["optimizer"] if "optimizer" in kwargs else args[optimizer_pos]
         followed.on_train_step(update_num)
         return train_step(*args, **kwargs)
 

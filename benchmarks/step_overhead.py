@@ -77,7 +77,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from fairseq import options, tasks  # noqa: E402
+from fairseq import optim, options, tasks  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 import addrop_fairseq  # noqa: E402
@@ -92,6 +92,9 @@ import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd",
                       "addrop_iga_first")
+
+
+ATTN_REG = {"attn_reg_scores": "scores-dropout", "attn_reg_layerdrop": "layerdrop"}
 
 
 def variant_names(args):
@@ -118,6 +121,12 @@ def criterion_args(variant, args):
     ]
     if variant == "addrop_off":
         return common + ["--addrop-schedule", "never"]
+    if variant == "attendout":  # no dropout step within the timed steps: the per-update game cost
+        return ["--criterion", "attendout", "--attendout-steps", "1000000", "--attendout-layers", args.addrop_layers,
+                "--optimizer", "adam", "--lr", "1e-4"]
+    if variant in ATTN_REG:
+        return ["--criterion", "attention_regularizer", "--attn-reg", ATTN_REG[variant], "--attn-reg-p", "0.1",
+                "--attn-reg-layers", args.addrop_layers]
     if not variant.startswith("addrop_"):
         raise ValueError(f"unknown variant {variant!r}")
     method = variant[len("addrop_"):]
@@ -222,6 +231,8 @@ class Bench:
             crit = self.task.build_criterion(vcfg.criterion).to(self.device)
             if hasattr(crit, "prepare"):
                 crit.prepare(self.model)  # install the seams now, as begin_epoch does
+            if v == "attendout":  # the trainer's optimizer, as train_step hands it over (A-Net's kind)
+                self.task._addrop.optimizer = optim.build_optimizer(vcfg.optimizer, list(self.model.parameters()))
             self.criteria[v] = crit
         self.sample = make_batch(self.task, args.batch, args.length, args.seed, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -552,6 +563,8 @@ def main(argv=None):
     for v in variants:
         if v.startswith("addrop_") and v not in (main_variant, "addrop_off"):
             print(f"{v[len('addrop_'):]}_vs_plain = {harness.median_ratio(times, v):.2f}")
+        if v == "attendout" or v in ATTN_REG:  # attendout: A-Net's forward, backward and Adam step included
+            print(f"{v}_vs_plain = {harness.median_ratio(times, v):.2f}")
 
 
 if __name__ == "__main__":

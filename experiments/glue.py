@@ -77,13 +77,61 @@ def read_split(data: Path, task: str, split: str) -> List[Tuple[str, Optional[st
     raise ValueError(f"unknown GLUE task {task!r}; known: {sorted(TASKS)}")
 
 
-def subsample(rows, n: Optional[int], seed: int = 0):
-    """The first ``n`` rows of a fixed shuffle (seed 0 by default): one subset for every run."""
-    if n is None or n >= len(rows):
+def subsample(rows, n: Optional[int], seed: int = 0, skip: int = 0):
+    """Rows ``skip .. skip + n`` of a fixed shuffle (seed 0 by default), in file order: one
+    subset for every run (``skip`` = the training subset's size gives rows outside it)."""
+    if n is None or skip + n >= len(rows) and skip == 0:
         return list(rows)
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    return [rows[i] for i in sorted(order[:n])]
+    return [rows[i] for i in sorted(order[skip:skip + n])]
+
+
+HELDOUT = 200  # training rows outside the subset: the split AttendOut scores its nets on
+
+
+def prepare_heldout(data: Path, task: str, n_train: Optional[int], binned: Path, max_length: int,
+                    model_dir: Optional[str] = None) -> int:
+    """Binarize ``HELDOUT`` training rows outside the training subset as the data's ``test``
+    split (GLUE's test labels are not public; this is not GLUE's test set), so a method that
+    scores itself during training (AttendOut) need not look at the dev set we report. Only
+    ``test.*`` files are added to ``binned``; skipped when there. Returns the number of rows."""
+    rows = read_split(data, task, "train")
+    if n_train is None or n_train >= len(rows):
+        return 0
+    held = subsample(rows, HELDOUT, skip=n_train)
+    if (binned / "heldout-done").exists():
+        return len(held)
+    tmp = binned.parent / "heldout"
+    raw = tmp / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    pair = held[0][1] is not None
+    train = subsample(rows, n_train)
+    for split, part in (("train", train), ("test", held)):  # train: the same dictionaries as binned's
+        (raw / f"{split}.input0").write_text("".join(r[0] + "\n" for r in part), encoding="utf-8")
+        if pair:
+            (raw / f"{split}.input1").write_text("".join(r[1] + "\n" for r in part), encoding="utf-8")
+        (raw / f"{split}.label").write_text("".join(r[2] + "\n" for r in part), encoding="utf-8")
+    cmd = [sys.executable, "-m", "addrop_fairseq.hf.preprocess", "--model-dir", model_dir or minilm_dir(),
+           "--task", "sentence_prediction", "--max-length", str(max_length), "--trainpref", str(raw / "train"),
+           "--testpref", str(raw / "test"), "--destdir", str(tmp / "bin")]
+    if TASKS[task].regression:
+        cmd.append("--regression")
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    for sub in ("input0", "label"):
+        a, b = tmp / "bin" / sub / "dict.txt", binned / sub / "dict.txt"
+
+        def symbols(path):  # the indices (the counts differ: other rows)
+            return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()]
+
+        if a.exists() and symbols(a) != symbols(b):
+            raise RuntimeError(f"{task}: the held-out split's {sub} dictionary differs from the data's")
+        for f in (tmp / "bin" / sub).glob("test.*"):
+            (binned / sub / f.name).write_bytes(f.read_bytes())
+    (binned / "heldout-done").write_text(f"{len(held)}\n")
+    return len(held)
 
 
 def minilm_dir() -> str:

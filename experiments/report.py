@@ -32,12 +32,13 @@ METHOD_NAMES = {
     "attn_dropout": "extra attention dropout (0.1 + p·q)",
     "addrop_dec": "AD-DROP on encoder + decoder self-attention",
     "rdrop": "R-Drop",
+    "attendout": "AttendOut (T = 20, scored on held-out training rows)",
     "scores_dropout": "attention scores dropout (0.1)",
     "attn_layerdrop": "attention LayerDrop (0.2)",
     "scheduled": "scheduled scores dropout",
 }
 SHORT_NAMES = {"addrop": "AD-DROP", "addrop_dec": "AD-DROP enc+dec", "rd": "RD", "attn_dropout": "attention dropout",
-               "rdrop": "R-Drop", "scores_dropout": "scores dropout", "attn_layerdrop": "attention LayerDrop",
+               "rdrop": "R-Drop", "attendout": "AttendOut", "scores_dropout": "scores dropout", "attn_layerdrop": "attention LayerDrop",
                "scheduled": "scheduled dropout"}
 GLUE_ORDER = ["rte", "mrpc", "cola", "stsb", "sst2"]
 TASK_ORDER = GLUE_ORDER + ["ner", "ner_scratch", "wmt_en_ro", "wmt_tr_en"]

@@ -319,6 +319,9 @@ def main(argv=None) -> int:
         task, n_train, n_dev, max_len = key
         say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (max length {max_len})")
         prepared[key] = TASKS[task].prepare(data, task, n_train, args.work, n_dev, max_len, model_dir)
+        if any("attendout" in r.flags for r in todo if r.task == task):  # its scoring split, not the dev set
+            n = glue.prepare_heldout(data / "glue", task, n_train, prepared[key][0], max_len, model_dir)
+            say(f"data: {task} held-out split 'test' ({n} training rows outside the subset) for AttendOut")
     failed = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(execute, r, args, prepared, model_dir, i + 1, len(todo)) for i, r in enumerate(todo)]

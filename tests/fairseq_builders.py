@@ -85,6 +85,23 @@ def sentence_prediction_dir(tmp: Path, n_symbols: int = 40, n_labels: int = 2) -
     return tmp
 
 
+def binarized_sentence_prediction(tmp: Path, run_cli, n_train: int = 24, n_valid: int = 8) -> Path:
+    """A tiny binarized sentence_prediction data set (random symbols of ``sentence_prediction_dir``'s
+    dictionary, random binary labels) through fairseq-preprocess: ``tmp / "bin"``."""
+    data = sentence_prediction_dir(tmp / "dicts")
+    rng = random.Random(0)
+    symbols = [line.split()[0] for line in (data / "input0" / "dict.txt").read_text().splitlines()]
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        (tmp / f"{split}.input0").write_text(
+            "".join(" ".join(rng.choice(symbols) for _ in range(rng.randrange(3, 9))) + "\n" for _ in range(n)))
+        (tmp / f"{split}.label").write_text("".join(f"{rng.randrange(2)}\n" for _ in range(n)))
+    for name, d in (("input0", data / "input0" / "dict.txt"), ("label", data / "label" / "dict.txt")):
+        run_cli("fairseq_cli.preprocess", ["--only-source", "--trainpref", tmp / f"train.{name}", "--validpref",
+                                           tmp / f"valid.{name}", "--destdir", tmp / "bin" / name,
+                                           "--srcdict", d, "--workers", "1"])
+    return tmp / "bin"
+
+
 TINY_ROBERTA = [
     "--encoder-layers", "2", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
     "--encoder-attention-heads", "2", "--max-positions", "32",

@@ -16,6 +16,7 @@ from addrop_fairseq import sites as core
 from conftest import REPO, run_cli
 from fairseq_builders import (
     DropoutTaps,
+    binarized_sentence_prediction,
     TINY_ROBERTA,
     TINY_TRANSFORMER,
     build,
@@ -205,20 +206,7 @@ def test_hf_layerdrop_is_uniform_over_valid_keys_with_padding(tmp_path, shared_d
 
 
 def test_cli_trains_with_each_regularizer_and_refuses_bad_slopes(tmp_path):
-    data = sentence_prediction_dir(tmp_path / "sp")
-    # a binarized slice: fairseq-preprocess the random symbols of the dictionary
-    import random
-
-    rng = random.Random(0)
-    symbols = [line.split()[0] for line in (data / "input0" / "dict.txt").read_text().splitlines()]
-    for split, n in (("train", 24), ("valid", 8)):
-        (tmp_path / f"{split}.input0").write_text(
-            "".join(" ".join(rng.choice(symbols) for _ in range(rng.randrange(3, 9))) + "\n" for _ in range(n)))
-        (tmp_path / f"{split}.label").write_text("".join(f"{rng.randrange(2)}\n" for _ in range(n)))
-    for name, d in (("input0", data / "input0" / "dict.txt"), ("label", data / "label" / "dict.txt")):
-        run_cli("fairseq_cli.preprocess", ["--only-source", "--trainpref", tmp_path / f"train.{name}", "--validpref",
-                                           tmp_path / f"valid.{name}", "--destdir", tmp_path / "bin" / name,
-                                           "--srcdict", d, "--workers", "1"])
+    binarized_sentence_prediction(tmp_path, run_cli)
     common = [tmp_path / "bin", "--user-dir", REPO / "addrop_fairseq", "--task", "sentence_prediction",
               "--arch", "roberta", *TINY_ROBERTA, "--num-classes", "2", "--optimizer", "adam", "--lr", "1e-3",
               "--batch-size", "8", "--max-epoch", "1", "--no-save", "--no-progress-bar", "--log-format", "simple",

@@ -187,3 +187,27 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
     assert "0 of 25 cells above FT's mean; the plugin's default p = q = 0.3: -2.0." in text
     assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
+
+
+def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared_data):
+    """AttendOut's scoring split: HELDOUT training rows that are not in the training subset,
+    binarized with the data's own dictionaries next to it as split 'test'."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    import glue
+
+    rows = glue.read_split(shared_data / "glue", "rte", "train")
+    train, held = glue.subsample(rows, 32), glue.subsample(rows, glue.HELDOUT, skip=32)
+    assert len(held) == glue.HELDOUT and not set(map(tuple, train)) & set(map(tuple, held))
+    assert glue.subsample(rows, 32) == glue.subsample(rows, 32, skip=0)  # the training subset unchanged
+    binned, _ = glue.prepare(shared_data / "glue", "rte", 32, tmp_path, 16, 64)
+    before = {p.name: p.read_bytes() for p in (binned / "input0").iterdir()}
+    assert glue.prepare_heldout(shared_data / "glue", "rte", 32, binned, 64) == glue.HELDOUT
+    after = {p.name: p.read_bytes() for p in (binned / "input0").iterdir()}
+    assert {k: v for k, v in after.items() if k in before} == before  # only test.* added
+    assert sorted(set(after) - set(before)) == ["test.bin", "test.idx"]
+    from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
+
+    task = SentencePredictionTask.setup_task(SentencePredictionConfig(
+        data=str(binned), num_classes=2, regression_target=False, classification_head_name="head", seed=1))
+    task.load_dataset("test")
+    assert len(task.dataset("test")) == glue.HELDOUT

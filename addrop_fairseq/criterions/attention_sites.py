@@ -110,23 +110,27 @@ class SiteCriterion(FairseqCriterion):
     def set_update_num(self, num_updates):
         self.num_updates = num_updates
 
+    def select(self, model) -> List[sites.AttentionSite]:
+        """``model``'s selected attention sites, installed; errors name the flags."""
+        model = unwrap(model)
+        refuse_activation_checkpointing(model, self.criterion_name)
+        # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
+        # sites itself; fairseq MultiheadAttention models get the fairseq seam
+        own = getattr(model, "addrop_attention_sites", None)
+        try:
+            if own is not None:
+                selected = own(self.attention_kinds, self.layers)
+            else:
+                selected = fairseq_seam.select_sites(model, self.attention_kinds, self.layers)
+            sites.install(selected)
+        except ValueError as e:
+            raise ValueError(f"{self.site_flags}: {e}") from None
+        return selected
+
     def prepare(self, model):
         """Select and install the attention sites; errors here stop training before it starts."""
         if self.sites is None:
-            model = unwrap(model)
-            refuse_activation_checkpointing(model, self.criterion_name)
-            # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
-            # sites itself; fairseq MultiheadAttention models get the fairseq seam
-            own = getattr(model, "addrop_attention_sites", None)
-            try:
-                if own is not None:
-                    selected = own(self.attention_kinds, self.layers)
-                else:
-                    selected = fairseq_seam.select_sites(model, self.attention_kinds, self.layers)
-                sites.install(selected)
-            except ValueError as e:
-                raise ValueError(f"{self.site_flags}: {e}") from None
-            self.sites = selected
+            self.sites = self.select(model)
         return self.sites
 
     def plain_loss(self, model, sample, reduce=True, **log):
