@@ -152,3 +152,24 @@ def test_minilm_on_an_rte_slice_through_the_cli(tmp_path, shared_data):
     rates = [float(x) for x in re.findall(r"attendout_rate_l\d ([\d.]+)", line)]
     assert len(rates) == 2 and all(0.0 < r < 1.0 for r in rates)
     assert re.search(r"attendout_reward -?[\d.]+", line) and re.search(r"attendout_attacker_won [\d.]+", line)
+
+
+def test_minilm_tagger_on_a_conll_slice_through_the_cli(tmp_path, shared_data):
+    """sequence_tagging: the per-token scores (mean NLL over a sentence's words) drive the game."""
+    from addrop_fairseq.hf import preprocess
+
+    hb.conll_slice(shared_data / "conll2003" / "train.txt", tmp_path / "train.txt", 16)
+    hb.conll_slice(shared_data / "conll2003" / "valid.txt", tmp_path / "valid.txt", 8)
+    preprocess.main(["--model-dir", str(hb.minilm_dir()), "--task", "sequence_tagging",
+                     "--trainpref", str(tmp_path / "train.txt"), "--validpref", str(tmp_path / "valid.txt"),
+                     "--destdir", str(tmp_path / "bin")])
+    proc = run_cli("fairseq_cli.train", [
+        tmp_path / "bin", "--user-dir", PLUGIN, "--task", "sequence_tagging", "--arch", "hf_token_classifier",
+        "--hf-model-dir", hb.minilm_dir(), "--max-positions", "512", "--optimizer", "adam", "--lr", "5e-5",
+        "--batch-size", "4", "--max-update", "5", "--no-save", "--criterion", "attendout",
+        "--attendout-steps", "2", "--attendout-layers", "0", "--required-batch-size-multiple", "1",
+        "--num-workers", "0", "--log-format", "simple", "--no-progress-bar", "--cpu"])
+    log = proc.stdout + proc.stderr
+    line = re.search(r"\| train \| epoch 001 \|.*", log).group(0)
+    assert re.search(r"attendout_reward -?[\d.]+", line) and "attendout_rate_l0" in line
+    assert re.search(r"valid on 'valid' subset \|.* f1 [\d.]+", log)
