@@ -176,7 +176,12 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             f"dev sets whole unless marked): {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
             f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column), first "
             "layer for SST-2 and STS-B; extra attention dropout = MiniLM's 0.1 + p·q; R-Drop alpha 1 (its "
-            "GLUE setting).", ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
+            "GLUE setting)." + (
+                " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
+                "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
+                f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
+                "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
+            ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
 
 
 def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:

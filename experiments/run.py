@@ -5,12 +5,14 @@
     python experiments/run.py glue  --tasks rte,mrpc,cola,stsb,sst2 --seeds 1,2,3 --jobs 2
     python experiments/run.py prior --seeds 1,2,3 --jobs 2
     python experiments/run.py cost  --jobs 1
+    python experiments/run.py regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
     python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
     python experiments/run.py --smoke                       # what the test suite runs
     python experiments/report.py                            # RESULTS.md and figures from the JSONs
 
 Every run is ``fairseq-train --user-dir addrop_fairseq ... --log-format json`` (the command a
-user types), on real MiniLM weights and GLUE from ``../shared/data/glue``. Its summary goes to
+user types): real MiniLM weights on GLUE and CoNLL-2003, small from-scratch models on CoNLL-2003
+and the WMT16 newsdev slices, all from ``../shared/data`` (``tasks.py`` lists the tasks). Its summary goes to
 ``experiments/results/<study>/<task>/<method>/seed<N>.json``: the exact command, versions and
 git commit, per-epoch train loss, dev loss and dev metrics, best and last epoch, train_wall,
 updates, peak memory. A run whose JSON exists is skipped, so a study resumes where it
