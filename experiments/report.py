@@ -444,10 +444,11 @@ def plot_prior(curves: Dict[str, List[dict]], path: Path) -> None:
             xs = list(range(1, n + 1))
             ax.plot(xs, mean, color=f"C{j}", label=s)
             ax.fill_between(xs, lo, hi, color=f"C{j}", alpha=0.2)
-    axes[0].set_title("train loss")
-    axes[1].set_title("dev loss")
+    axes[0].set_title("train loss (bits, fairseq's log)")
+    axes[1].set_title("dev loss (bits)")
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
