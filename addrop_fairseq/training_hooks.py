@@ -37,13 +37,17 @@ def follow_training(task, on_begin_epoch, on_train_step) -> None:
         followed.on_begin_epoch(epoch, model)
         return begin_epoch(epoch, model)
 
-    optimizer_pos = list(inspect.signature(train_step).parameters).index("optimizer")
+    names = list(inspect.signature(train_step).parameters)
+    optimizer_pos = names.index("optimizer") if "optimizer" in names else None
 
     @functools.wraps(train_step)
     def train_step_hook(*args, **kwargs):
         update_num = kwargs["update_num"] if "update_num" in kwargs else args[update_num_pos]
         # the trainer's optimizer, for criteria that train a second network like it (attendout)
-        followed.optimizer = kwargs["optimizer"] if "optimizer" in kwargs else args[optimizer_pos]
+        if "optimizer" in kwargs:
+            followed.optimizer = kwargs["optimizer"]
+        elif optimizer_pos is not None and optimizer_pos < len(args):
+            followed.optimizer = args[optimizer_pos]
         followed.on_train_step(update_num)
         return train_step(*args, **kwargs)
 
