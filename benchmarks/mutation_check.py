@@ -50,6 +50,8 @@ A = "addrop_fairseq/attribution.py"
 S = "addrop_fairseq/schedule.py"
 C = "addrop_fairseq/criterions/addrop_ce.py"
 SC = "addrop_fairseq/criterions/attention_sites.py"
+AO = "addrop_fairseq/attendout.py"
+AOC = "addrop_fairseq/criterions/attendout.py"
 
 MUTANTS: List[Mutant] = [
     # ------------------------------------------------------------------ masks (Eq. 6-7)
@@ -149,6 +151,34 @@ MUTANTS: List[Mutant] = [
     Mutant(A, "            out[i] = a.float() * total / steps\n",
            "            out[i] = a.float() * total / steps / (1 + i)\n",
            "per-layer IGA: later layers scaled wrongly"),
+    # ------------------------------------------------------------------ AttendOut's regularizers (masks.py)
+    Mutant(M, "return torch.where(rows & valid, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)",
+           "return torch.where(rows, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)",
+           "uniform rows attend padding too"),
+    Mutant(M, "drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)",
+           "drop = torch.rand(scores.shape, generator=generator, device=scores.device) < p",
+           "scores dropout removes padding / future keys too"),
+    Mutant(M, "    return uniform_rows(out, valid, emptied)\n", "    return out\n",
+           "an emptied row is not made uniform over its valid keys (Eq. 4)"),
+    Mutant(M, "return min(1.0, max(0.0, start + slope * update / per))", "return min(1.0, start + slope * update / per)",
+           "scheduled rate not clipped at 0"),
+    # ------------------------------------------------------------------ AttendOut (attendout.py, criterion)
+    # (logit - noise > 0 would be equivalent: the difference of two Gumbels is symmetric)
+    Mutant(AO, "noise = gumbel(logits.shape, generator, logits.device) - gumbel(logits.shape, generator, logits.device)",
+           "noise = gumbel(logits.shape, generator, logits.device)",
+           "one Gumbel instead of a difference: not Bernoulli(sigmoid(logit))"),
+    Mutant(AO, "return -((rewards.detach() - baseline) * log_likelihoods).sum()",
+           "return ((rewards.detach() - baseline) * log_likelihoods).sum()",
+           "REINFORCE ascends the wrong way"),
+    Mutant(AOC, "rewards = example_losses(self.task_kind, d_net, batch) - example_losses(self.task_kind, self.anet, batch)",
+           "rewards = example_losses(self.task_kind, self.anet, batch) - example_losses(self.task_kind, d_net, batch)",
+           "reward sign: A-Net rewarded for losing"),
+    Mutant(AOC, "source, target = (self.anet, d_net) if attacker_won else (d_net, self.anet)",
+           "source, target = (d_net, self.anet) if attacker_won else (self.anet, d_net)",
+           "both nets restart from the loser"),
+    Mutant(AOC, "            return masks.remove_scores(scores, valid, drops[i][:, None] & valid)\n",
+           "            return scores\n", "A-Net never gets G-Net's masks"),
+    Mutant(AOC, "        self.g_opt.step()\n", "", "G-Net never updated"),
 ]
 
 

@@ -167,6 +167,37 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
     return lines
 
 
+def attendout_rates_figure(runs: List[dict], figures: Path, rel: str) -> List[str]:
+    """The paper's Fig. 3 from our AttendOut runs: G-Net's mean drop probability per attacked
+    layer at the end of every epoch (fairseq's per-epoch mean), averaged over seeds, per task."""
+    ao = [r for r in runs if r["method"] == "attendout"]
+    if not ao:
+        return []
+    plt = _plt()
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in ao)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rs = [r for r in ao if r["task"] == task]
+        keys = sorted({k for r in rs for e in r["epochs"] for k in e if k.startswith("train_attendout_rate_l")},
+                      key=lambda k: int(k.rsplit("l", 1)[1]))
+        for j, k in enumerate(keys):
+            n = min(len(r["epochs"]) for r in rs)
+            ys = [statistics.mean(r["epochs"][e].get(k, float("nan")) for r in rs) for e in range(n)]
+            ax.plot(range(1, n + 1), ys, marker="o", ms=3, color=f"C{j}", label=f"layer {k.rsplit('l', 1)[1]}")
+        ax.set_title(TASKS[task].name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("mean drop probability")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    name = "attendout_drop_rates.png"
+    (figures / name).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figures / name, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return ["AttendOut's learned drop probability per attacked layer (the paper's Fig. 3; epoch means, "
+            "averaged over seeds):", "", f"![AttendOut drop rates]({rel}/{name})", ""]
+
+
 def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
     if not runs:
         return []
@@ -181,7 +212,7 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
                 "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
-            ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
+            ""] + comparison(runs, figures, rel, "glue_paired_differences.png") + attendout_rates_figure(runs, figures, rel)
 
 
 def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:

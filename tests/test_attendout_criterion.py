@@ -23,6 +23,10 @@ def data(tmp_path_factory):
     return binarized_sentence_prediction(tmp_path_factory.mktemp("attendout"), run_cli, n_train=48, n_valid=16)
 
 
+def criterion_cfg(data):
+    return build(data, COMMON[4:], task="sentence_prediction", arch="roberta")[0].optimizer
+
+
 def train_steps(data, n, **extra):
     """(task, model, criterion, optimizer) after ``n`` updates through task.train_step."""
     from fairseq import optim
@@ -52,8 +56,21 @@ def test_a_dropout_step_updates_g_net_and_restarts_both_nets_from_one(data):
     a = {k: v.clone() for k, v in criterion.anet.state_dict().items()}
     assert any(not torch.equal(d[k], a[k]) for k in d)  # trained apart for 3 updates
     g = [p.clone() for p in criterion.gnet.parameters()]
+    # the reward, independently: D's per-example loss minus A's on the examples the step draws
+    torch.manual_seed(0)
+    ds = task.dataset("valid")
+    picks = torch.randint(len(ds), (3,)).tolist()
+    batch = ds.collater([ds[i] for i in picks])
+    model.eval(), criterion.anet.eval()
+    with torch.no_grad():
+        def losses(net):
+            logits, _ = net(**batch["net_input"], features_only=True, classification_head_name="sentence_classification_head")
+            return torch.nn.functional.cross_entropy(logits, batch["target"].view(-1), reduction="none")
+        want = float((losses(model) - losses(criterion.anet)).mean())
+    model.train(), criterion.anet.train()
     torch.manual_seed(0)
     log = criterion.dropout_step(model)
+    assert log["attendout_reward"] == pytest.approx(want, abs=1e-6)
     assert criterion.round == [] and criterion.baseline.count == 1
     assert any(not torch.equal(p, q) for p, q in zip(criterion.gnet.parameters(), g))  # Eq. 5 step
     winner = a if log["attendout_attacker_won"] else d
@@ -63,13 +80,30 @@ def test_a_dropout_step_updates_g_net_and_restarts_both_nets_from_one(data):
     assert all(p.grad is None for p in criterion.gnet.parameters())
 
 
-def test_a_net_starts_as_d_net_and_gets_the_masks(data):
-    task, model, criterion, _ = train_steps(data, 0)
+def test_a_net_starts_as_d_net_and_gets_the_masks(data, monkeypatch):
+    task, model, criterion, _ = train_steps(data, 0, **{"--attendout-init-rate": "0.5"})
     criterion.prepare(model)
     for (name, p), q in zip(model.state_dict().items(), criterion.anet.state_dict().values()):
         assert torch.equal(p, q), name
     assert [s.layer for s in criterion.a_sites] == [0, 1] and criterion.gnet.n_layers == 2
     assert all(s.module is not t.module for s, t in zip(criterion.a_sites, criterion.sites))
+    # one update: A-Net's two layers get G-Net's masks (about half the valid keys at rate 0.5),
+    # D-Net none
+    from addrop_fairseq import masks
+
+    seen = []
+    original = masks.remove_scores
+
+    def spy(scores, valid, drop):
+        seen.append(float(drop.sum()) / float(valid.expand_as(drop).sum()))
+        return original(scores, valid, drop)
+
+    monkeypatch.setattr(masks, "remove_scores", spy)
+    from fairseq import optim
+
+    task.train_step(next(iter(task.get_batch_iterator(task.dataset("train"), max_sentences=8).next_epoch_itr(
+        shuffle=False))), model, criterion, optim.build_optimizer(criterion_cfg(data), list(model.parameters())), 0)
+    assert len(seen) == 2 and all(0.3 < f < 0.7 for f in seen)
 
 
 def test_a_missing_scoring_split_stops_before_the_first_update(data):

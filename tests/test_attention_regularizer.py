@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hf_builders as hb
@@ -30,11 +30,13 @@ NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
 
 
 def softmax_of(scores, valid):
-    """The attention the model computes after the edit: invalid keys masked with -inf."""
-    return torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+    """The attention an HF model computes after the edit: its additive mask leaves invalid keys
+    at the dtype's minimum, the value removed keys get (the harder case: fairseq's -inf after
+    the edit would hide a row that is not uniform over its valid keys)."""
+    return torch.softmax(torch.where(valid, scores, torch.finfo(scores.dtype).min), dim=-1)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 9), st.integers(1, 12), st.floats(0.0, 1.0), st.integers(0, 10_000))
 def test_scores_dropout_removes_valid_keys_and_empties_rows_to_uniform(rows, n, p, seed):
     g = torch.Generator().manual_seed(seed)
