@@ -113,6 +113,13 @@ def test_a_missing_scoring_split_stops_before_the_first_update(data):
         criterion.prepare(model)
 
 
+def test_half_precision_is_refused_before_the_first_update(data):
+    _, task, model, criterion = build(data, COMMON[4:], task="sentence_prediction", arch="roberta")
+    criterion.half()  # what fairseq's trainer does with --fp16
+    with pytest.raises(ValueError, match="--criterion attendout does not support --fp16"):
+        criterion.prepare(model.half())
+
+
 def last_weights(path):
     state = torch.load(path, map_location="cpu", weights_only=False)
     return state["model"], state["criterion"]

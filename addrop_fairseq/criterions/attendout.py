@@ -86,6 +86,9 @@ class AttendOutCriterion(SiteCriterion):
     # ------------------------------------------------------------------ setup
 
     def prepare(self, model):
+        if any(p.dtype in (torch.float16, torch.bfloat16) for p in self.gnet.parameters()):
+            raise ValueError("--criterion attendout does not support --fp16 / --bf16 (G-Net's and A-Net's "
+                             "optimizers sit outside fairseq's mixed-precision optimizer); train in fp32")
         selected = super().prepare(model)
         if self.anet is None:
             self.anet = copy.deepcopy(unwrap(model))  # theta_A = theta_D
