@@ -23,15 +23,11 @@ def data(tmp_path_factory):
     return binarized_sentence_prediction(tmp_path_factory.mktemp("attendout"), run_cli, n_train=48, n_valid=16)
 
 
-def criterion_cfg(data):
-    return build(data, COMMON[4:], task="sentence_prediction", arch="roberta")[0].optimizer
-
-
 def train_steps(data, n, **extra):
     """(task, model, criterion, optimizer) after ``n`` updates through task.train_step."""
     from fairseq import optim
 
-    cfg, task, model, criterion = build(data, [a for a in COMMON if a not in ("--cpu",)][4:] +
+    cfg, task, model, criterion = build(data, COMMON[4:] +
                                         [x for kv in extra.items() for x in kv],
                                         task="sentence_prediction", arch="roberta")
     for split in ("train", "valid"):
@@ -81,7 +77,7 @@ def test_a_dropout_step_updates_g_net_and_restarts_both_nets_from_one(data):
 
 
 def test_a_net_starts_as_d_net_and_gets_the_masks(data, monkeypatch):
-    task, model, criterion, _ = train_steps(data, 0, **{"--attendout-init-rate": "0.5"})
+    task, model, criterion, optimizer = train_steps(data, 0, **{"--attendout-init-rate": "0.5"})
     criterion.prepare(model)
     for (name, p), q in zip(model.state_dict().items(), criterion.anet.state_dict().values()):
         assert torch.equal(p, q), name
@@ -99,10 +95,8 @@ def test_a_net_starts_as_d_net_and_gets_the_masks(data, monkeypatch):
         return original(scores, valid, drop)
 
     monkeypatch.setattr(masks, "remove_scores", spy)
-    from fairseq import optim
-
     task.train_step(next(iter(task.get_batch_iterator(task.dataset("train"), max_sentences=8).next_epoch_itr(
-        shuffle=False))), model, criterion, optim.build_optimizer(criterion_cfg(data), list(model.parameters())), 0)
+        shuffle=False))), model, criterion, optimizer, 0)
     assert len(seen) == 2 and all(0.3 < f < 0.7 for f in seen)
 
 

@@ -129,7 +129,7 @@ class AttendOutCriterion(SiteCriterion):
             logits = self.gnet(tokens, real)
         valid_sq = real[:, None, :] & real[:, :, None]
         drops = [ao.sample_drops(lg, valid_sq) for lg in logits]
-        rates = [float(torch.sigmoid(lg)[valid_sq].mean()) for lg in logits]
+        rates = torch.stack([torch.sigmoid(lg)[valid_sq].mean() for lg in logits]).tolist()  # one host sync
 
         def edit(i, scores, valid):
             return masks.remove_scores(scores, valid, drops[i][:, None] & valid)
