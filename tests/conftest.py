@@ -30,6 +30,33 @@ def shared_data() -> Path:
     return shared_data_dir()
 
 
+@pytest.fixture(scope="session")
+def tdir(tmp_path_factory) -> Path:
+    """A translation data directory with dictionaries only (tests build their batches)."""
+    from fairseq_builders import translation_dir
+
+    return translation_dir(tmp_path_factory.mktemp("dict"))
+
+
+@pytest.fixture(scope="session")
+def spdir(tmp_path_factory) -> Path:
+    """A sentence_prediction data directory with dictionaries only (tests build their batches)."""
+    from fairseq_builders import sentence_prediction_dir
+
+    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread, and much faster on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def cli_env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -21,7 +21,6 @@ from fairseq_builders import (
     TINY_TRANSFORMER,
     build,
     sentence_batch,
-    sentence_prediction_dir,
     translation_batch,
     translation_dir,
 )
@@ -71,11 +70,6 @@ def test_scheduled_rate_is_linear_then_clipped():
 
 
 # ---------------------------------------------------------------------------- fairseq models
-
-
-@pytest.fixture(scope="module")
-def spdir(tmp_path_factory):
-    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
 
 
 def roberta(spdir, *extra):

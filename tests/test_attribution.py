@@ -105,7 +105,7 @@ def test_iga_satisfies_completeness_per_layer(translation):
     of B_l is F(A) - F(A with l's map at 0), up to the Riemann-sum error."""
     task, model, crit, sites = translation
     sample = translation_batch(task)
-    with torch.no_grad(), core.recording(sites) as rec:
+    with torch.no_grad(), core.recording(sites):
         prediction = crit.task_kind.predict(model, sample)
     labels = attribution.pseudo_labels(prediction.output)
     steps = 20

@@ -11,20 +11,8 @@ from fairseq_builders import (
     TINY_TRANSFORMER,
     build,
     sentence_batch,
-    sentence_prediction_dir,
     translation_batch,
-    translation_dir,
 )
-
-
-@pytest.fixture(scope="module")
-def tdir(tmp_path_factory):
-    return translation_dir(tmp_path_factory.mktemp("dict"))
-
-
-@pytest.fixture(scope="module")
-def spdir(tmp_path_factory):
-    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
 
 
 def step(model, crit, sample, seed=0):

@@ -17,23 +17,11 @@ from fairseq_builders import (
     TINY_TRANSFORMER,
     build,
     sentence_batch,
-    sentence_prediction_dir,
     translation_batch,
-    translation_dir,
 )
 
 P, Q = 0.6, 0.3  # p != q: swapping them changes the masks
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
-
-
-@pytest.fixture(scope="module")
-def tdir(tmp_path_factory):
-    return translation_dir(tmp_path_factory.mktemp("dict"))
-
-
-@pytest.fixture(scope="module")
-def spdir(tmp_path_factory):
-    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
 
 
 @pytest.fixture

@@ -10,14 +10,9 @@ from fairseq.modules.multihead_attention import MultiheadAttention
 
 from addrop_fairseq import attribution
 from addrop_fairseq import sites as core
-from fairseq_builders import DropoutTaps, TINY_TRANSFORMER, build, translation_batch, translation_dir
+from fairseq_builders import DropoutTaps, TINY_TRANSFORMER, build, translation_batch
 
 BOTH_SELF = ["--addrop-attention", "encoder-self,decoder-self"]
-
-
-@pytest.fixture(scope="module")
-def tdir(tmp_path_factory):
-    return translation_dir(tmp_path_factory.mktemp("dict"))
 
 
 def make(tdir, *extra):

@@ -4,12 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairseq_builders import TINY_ROBERTA, build, sentence_batch, sentence_prediction_dir
-
-
-@pytest.fixture(scope="module")
-def spdir(tmp_path_factory):
-    return sentence_prediction_dir(tmp_path_factory.mktemp("sp"))
+from fairseq_builders import TINY_ROBERTA, build, sentence_batch
 
 
 def make(spdir, criterion, regression=False):

@@ -1,6 +1,5 @@
 """CoNLL reading, IOB schemes, subword alignment and binarization round trips (no training)."""
 import json
-import random
 
 import pytest
 import seqeval.metrics

@@ -14,18 +14,10 @@ from addrop_fairseq.tagging.conll import read_conll
 from addrop_fairseq.tagging.sample import sample
 from conftest import REPO, cli_env, run_cli
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ONE_THREAD = cli_env(OMP_NUM_THREADS="1")
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from addrop_fairseq.tagging.conll import read_conll
 from addrop_fairseq.tagging.sample import sample
 from fairseq_builders import build
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2"]
 ROBERTA = ["--prepend-bos", "--append-eos", "--add-mask-symbol"]
@@ -19,15 +20,6 @@ ARCHS = {
     "transformer_tagger": ("transformer_tagger_small", TINY),
     "roberta_tagger": ("roberta_tagger", TINY + ROBERTA),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
