@@ -5,10 +5,11 @@
     python experiments/report.py --results DIR --out DIR
 
 Deterministic: the same JSONs give the same RESULTS.md, byte for byte. Judgement per task
-and method, from the per-seed paired differences to FT (same seed, same data): "helps" when
-the mean difference is positive and larger than twice its standard error, "hurts" when
-negative and larger than twice its standard error, otherwise "within noise" (and "one seed:
-no verdict" below two seeds).
+and method, from the per-seed paired differences to FT (same seed, same data), by a two-sided
+paired t-test at 5%: "helps" when the mean difference is positive and significant, "hurts"
+when negative and significant, otherwise "within noise" ("one seed: no verdict" below two
+seeds). With three seeds that needs a mean above 4.3 standard errors: few seeds make a
+verdict hard to earn, on purpose.
 """
 import argparse
 import json
@@ -60,16 +61,33 @@ def mean_std(xs: List[float]) -> str:
     return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}"
 
 
-def verdict(diffs: List[float]) -> str:
+def paired_p(diffs: List[float]) -> Optional[float]:
+    """Two-sided p-value of the paired t-test (mean difference 0); None below two seeds.
+    scipy comes with seqeval (through scikit-learn)."""
     if len(diffs) < 2:
-        return "one seed: no verdict"
+        return None
     m = statistics.mean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
-    if m > 0 and m > 2 * se:
-        return "helps"
-    if m < 0 and -m > 2 * se:
-        return "hurts"
+    sd = statistics.stdev(diffs)
+    if sd == 0:
+        return 1.0 if m == 0 else 0.0
+    from scipy.stats import t as student_t
+
+    return float(2 * student_t.sf(abs(m) / (sd / math.sqrt(len(diffs))), len(diffs) - 1))
+
+
+def verdict(diffs: List[float]) -> str:
+    p = paired_p(diffs)
+    if p is None:
+        return "one seed: no verdict"
+    if p < 0.05:
+        return "helps" if statistics.mean(diffs) > 0 else "hurts"
     return "within noise"
+
+
+def judged(diffs: List[float]) -> str:
+    """The verdict with its p-value, for tables and sentences."""
+    p = paired_p(diffs)
+    return verdict(diffs) if p is None else f"{verdict(diffs)} (p = {p:.2f})"
 
 
 def by(runs, *keys):
@@ -154,13 +172,14 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                 plot[(task, method)] = diffs
                 diff_txt = mean_std(diffs) if diffs else "–"
                 seeds_txt = ", ".join(f"{d:+.1f}" for d in diffs)
-                judge = verdict(diffs)
+                judge = judged(diffs)
                 if diffs:
                     sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {judge} "
                                      f"(paired Δ {diff_txt} over {len(diffs)} seeds).")
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {diff_txt} | {seeds_txt} | {judge} |")
-    lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed):", ""] + sentences + [""]
+    lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
+                                     "two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     if plot:
         plot_paired(plot, figures / figure)
         lines += [f"![paired differences to FT]({rel}/{figure})", ""]
@@ -532,7 +551,7 @@ def readme_block(runs: List[dict]) -> List[str]:
         lines += [f"MiniLM (real pretrained weights) fine-tuned on {studies.TRAIN_SIZE} training examples per "
                   f"GLUE task, {studies.EPOCHS} epochs, seeds {', '.join(map(str, seeds))}; full dev sets, "
                   "best-epoch score, FT's learning rate for every method. Δ = mean ± std of the per-seed "
-                  "difference to FT (same seed); **bold** where it is more than twice its standard error.", "",
+                  "difference to FT (same seed); **bold** where a paired t-test finds it significant (5%, two-sided).", "",
                   "| task (metric) | FT | " + " | ".join(f"Δ {SHORT_NAMES[m]}" for m in peers) + " |",
                   "|---|---|" + "---|" * len(peers)]
         for task in tasks:
@@ -563,7 +582,7 @@ def readme_block(runs: List[dict]) -> List[str]:
             diffs = paired_diffs([r for r in srs if r["task"] == task and r["method"] == "addrop"], ft)
             if diffs:
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
-                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seeds ({verdict(diffs)})")
+                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seeds ({judged(diffs)})")
         if parts:
             lines += [f"{what}: " + "; ".join(parts) + ".", ""]
     if any(r["study"] == "sensitivity" for r in runs):

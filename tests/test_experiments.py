@@ -189,6 +189,26 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
 
 
+def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    from scipy.stats import ttest_1samp
+
+    # +1, +2, +3: mean 2 = 3.5 standard errors, below t(0.975, 2) = 4.30 -> not significant
+    assert report.verdict([1.0, 2.0, 3.0]) == "within noise"
+    assert report.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
+    # same mean, a tenth of the spread: t = 34.6 -> helps; mirrored -> hurts
+    assert report.verdict([1.9, 2.0, 2.1]) == "helps" and report.verdict([-1.9, -2.0, -2.1]) == "hurts"
+    assert report.judged([1.9, 2.0, 2.1]) == "helps (p = 0.00)"
+    # five seeds: t(0.975, 4) = 2.78; mean 1, sd 1 -> t = 2.24 (noise); sd 0.61 -> t = 3.68 (helps)
+    five = [0.0, 0.0, 1.0, 2.0, 2.0]
+    assert report.verdict(five) == "within noise"
+    assert report.paired_p(five) == pytest.approx(ttest_1samp(five, 0).pvalue)
+    assert report.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
+    assert report.verdict([0.5]) == "one seed: no verdict" and report.paired_p([0.5]) is None
+    assert report.verdict([0.0, 0.0, 0.0]) == "within noise" and report.verdict([1.0, 1.0]) == "helps"
+
+
 def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared_data):
     """AttendOut's scoring split: HELDOUT training rows that are not in the training subset,
     binarized with the data's own dictionaries next to it as split 'test'."""
