@@ -84,10 +84,14 @@ def verdict(diffs: List[float]) -> str:
     return "within noise"
 
 
-def judged(diffs: List[float]) -> str:
-    """The verdict with its p-value, for tables and sentences."""
+def p_text(diffs: List[float]) -> str:
     p = paired_p(diffs)
-    return verdict(diffs) if p is None else f"{verdict(diffs)} (p = {p:.2f})"
+    return "" if p is None else "p < 0.01" if p < 0.01 else f"p = {p:.2f}"
+
+
+def judged(diffs: List[float]) -> str:
+    """The verdict with its p-value, for tables."""
+    return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) > 1 else verdict(diffs)
 
 
 def by(runs, *keys):
@@ -174,8 +178,9 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                 seeds_txt = ", ".join(f"{d:+.1f}" for d in diffs)
                 judge = judged(diffs)
                 if diffs:
-                    sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {judge} "
-                                     f"(paired Δ {diff_txt} over {len(diffs)} seeds).")
+                    sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {verdict(diffs)} "
+                                     f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
+                                     + (f", {p_text(diffs)})." if len(diffs) > 1 else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {diff_txt} | {seeds_txt} | {judge} |")
     lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
@@ -217,21 +222,66 @@ def attendout_rates_figure(runs: List[dict], figures: Path, rel: str) -> List[st
             "averaged over seeds):", "", f"![AttendOut drop rates]({rel}/{name})", ""]
 
 
+def learning_curves(runs: List[dict], figures: Path, rel: str, name: str) -> List[str]:
+    """Per task: dev score and train loss per epoch for every method (mean over seeds, band =
+    min to max), and one computed sentence on FT's regime: is it still improving when training
+    stops, and is its dev loss already rising (the overfitting a regularizer is meant to curb)?"""
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in runs)]
+    if not tasks:
+        return []
+    plt = _plt()
+    methods = [m for m in METHOD_NAMES if any(r["method"] == m for r in runs)]
+    fig, axes = plt.subplots(2, len(tasks), figsize=(max(6.4, 3.2 * len(tasks)), 5.4), squeeze=False, sharex="col")
+    for col, task in enumerate(tasks):
+        for j, m in enumerate(methods):
+            rs = [r for r in runs if r["task"] == task and r["method"] == m]
+            if not rs:
+                continue
+            n = min(len(r["epochs"]) for r in rs)
+            xs = list(range(1, n + 1))
+            for ax, key in ((axes[0][col], "valid_" + rs[0]["metric"]), (axes[1][col], "train_loss")):
+                ys = [[r["epochs"][e].get(key, float("nan")) for r in rs] for e in range(n)]
+                color = f"C{list(METHOD_NAMES).index(m)}"
+                ax.plot(xs, [statistics.mean(y) for y in ys], color=color, marker="o", ms=3,
+                        label=SHORT_NAMES.get(m, "FT") if col == 0 and key != "train_loss" else None)
+                ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=color, alpha=0.15)
+        axes[0][col].set_title(TASKS[task].name, fontsize=9)
+        axes[0][col].set_ylabel(f"dev {next(r['metric'] for r in runs if r['task'] == task)}")
+        axes[1][col].set_xlabel("epoch")
+        axes[1][col].xaxis.get_major_locator().set_params(integer=True)
+    axes[1][0].set_ylabel("train loss (fairseq's log)")
+    fig.legend(fontsize=7, loc="lower center", ncol=min(len(methods), 5), bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    (figures / name).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figures / name, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    ft = [r for r in runs if r["method"] == "ft"]
+    lines = []
+    if ft:
+        at_end = sum(r["best"]["epoch"] == len(r["epochs"]) for r in ft)
+        rising = sum(r["epochs"][-1]["valid_loss"] > min(e["valid_loss"] for e in r["epochs"]) for r in ft)
+        lines = [f"FT's regime: its best dev score is at the last epoch in {at_end} of {len(ft)} runs (still "
+                 f"improving when training stops), and its dev loss at the last epoch is above its minimum in "
+                 f"{rising} of {len(ft)} runs (overfitting in the loss).", ""]
+    return lines + [f"![dev score and train loss per epoch]({rel}/{name})", ""]
+
+
 def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
     if not runs:
         return []
     epochs = sorted({r["epochs_planned"] for r in runs})
-    return ["## glue: AD-DROP and its peers on five GLUE tasks (Table 1 analogue)", "",
+    return (["## glue: AD-DROP and its peers on five GLUE tasks (Table 1 analogue)", "",
             "MiniLM. Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
             f"dev sets whole unless marked): {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
-            f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column), first "
-            "layer for SST-2 and STS-B; extra attention dropout = MiniLM's 0.1 + p·q; R-Drop alpha 1 (its "
+            f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column; not "
+            "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; extra attention dropout = MiniLM's 0.1 + p·q; R-Drop alpha 1 (its "
             "GLUE setting)." + (
                 " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
                 "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
-            ""] + comparison(runs, figures, rel, "glue_paired_differences.png") + attendout_rates_figure(runs, figures, rel)
+            ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
+            + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 
 def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
@@ -582,7 +632,7 @@ def readme_block(runs: List[dict]) -> List[str]:
             diffs = paired_diffs([r for r in srs if r["task"] == task and r["method"] == "addrop"], ft)
             if diffs:
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
-                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seeds ({judged(diffs)})")
+                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''} ({judged(diffs)})")
         if parts:
             lines += [f"{what}: " + "; ".join(parts) + ".", ""]
     if any(r["study"] == "sensitivity" for r in runs):

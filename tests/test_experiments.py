@@ -189,6 +189,21 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
 
 
+def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    still_improving = synthetic_run("glue", "mrpc", "ft", 1, 84.0)
+    still_improving["best"]["epoch"] = 4
+    for e, loss in zip(still_improving["epochs"], (0.9, 0.8, 0.85, 0.95)):  # dev loss rises after epoch 2
+        e["valid_loss"] = loss
+    runs = [still_improving, synthetic_run("glue", "mrpc", "ft", 2, 83.0), synthetic_run("glue", "mrpc", "addrop", 1, 85.0)]
+    text = "\n".join(report.glue_section(runs, tmp_path, "figures"))
+    assert "its best dev score is at the last epoch in 1 of 2 runs" in text
+    assert "its dev loss at the last epoch is above its minimum in 1 of 2 runs" in text
+    assert (tmp_path / "glue_curves.png").stat().st_size > 5000
+
+
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
     sys.path.insert(0, str(REPO / "experiments"))
     import report
@@ -199,7 +214,7 @@ def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
     assert report.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
     # same mean, a tenth of the spread: t = 34.6 -> helps; mirrored -> hurts
     assert report.verdict([1.9, 2.0, 2.1]) == "helps" and report.verdict([-1.9, -2.0, -2.1]) == "hurts"
-    assert report.judged([1.9, 2.0, 2.1]) == "helps (p = 0.00)"
+    assert report.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and report.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.07)"
     # five seeds: t(0.975, 4) = 2.78; mean 1, sd 1 -> t = 2.24 (noise); sd 0.61 -> t = 3.68 (helps)
     five = [0.0, 0.0, 1.0, 2.0, 2.0]
     assert report.verdict(five) == "within noise"
