@@ -12,10 +12,11 @@ $RUN tune --tasks rte,mrpc,cola,stsb,sst2 --jobs 2
 $RUN cost --jobs 1
 $RUN prior --seeds 1,2,3 --jobs 2
 $RUN glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
-$RUN regularizers --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
+# issue 11 (sensitivity first: its p, q map says where AD-DROP can help MiniLM at all), then 12
+$RUN sensitivity --jobs 2
+$RUN ablation --seeds 1,2,3 --jobs 2
 $RUN tune --tasks ner,ner_scratch,wmt_en_ro,wmt_tr_en --jobs 2
 $RUN ner --seeds 1,2,3 --jobs 2
 $RUN mt --seeds 1,2,3 --jobs 2
-$RUN ablation --seeds 1,2,3 --jobs 2
-$RUN sensitivity --jobs 2
+$RUN regularizers --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
 echo "all studies done; now: python experiments/report.py"
