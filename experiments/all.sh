@@ -14,6 +14,7 @@ $RUN prior --seeds 1,2,3 --jobs 2
 $RUN glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
 # issue 11 (sensitivity first: its p, q map says where AD-DROP can help MiniLM at all), then 12
 $RUN sensitivity --jobs 2
+$RUN confirm --jobs 2          # the best cell (seed 1) against FT on fresh seeds 4-8
 $RUN ablation --seeds 1,2,3 --jobs 2
 $RUN tune --tasks ner,ner_scratch,wmt_en_ro,wmt_tr_en --jobs 2
 $RUN ner --seeds 1,2,3 --jobs 2

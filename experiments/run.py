@@ -6,6 +6,7 @@
     python experiments/run.py prior --seeds 1,2,3 --jobs 2
     python experiments/run.py cost  --jobs 1
     python experiments/run.py regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
+    python experiments/run.py confirm --jobs 2        # sensitivity's best cell vs FT on fresh seeds 4-8
     python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
     python experiments/run.py --smoke                       # what the test suite runs
     python experiments/report.py                            # RESULTS.md and figures from the JSONs
@@ -68,6 +69,18 @@ def tuned_lrs(results: Path) -> Dict[str, float]:
         scores.setdefault(r["task"], {})[r["lr"]] = r["best"]["score"]
     return {t: max(by_lr, key=by_lr.get) for t, by_lr in scores.items()
             if all(any(math.isclose(lr, x) for x in by_lr) for lr in TASKS[t].lr_grid)}
+
+
+def sensitivity_best(results: Path) -> Dict[str, Tuple[float, float]]:
+    """Per task whose cross-tuning grid of study ``sensitivity`` is complete, the (p, q) of its
+    best best-epoch dev score (ties: the first in grid order)."""
+    cells: Dict[str, Dict[Tuple[float, float], float]] = {}
+    for path in sorted((results / "sensitivity").glob("*/cross_*/seed*.json")):
+        r = json.loads(path.read_text())
+        cells.setdefault(r["task"], {})[(float(r["meta"]["p"]), float(r["meta"]["q"]))] = r["best"]["score"]
+    grid = [(p, q) for p in studies.SENSITIVITY_GRID for q in studies.SENSITIVITY_GRID]
+    return {t: max(grid, key=lambda pq: (by_pq[pq], -grid.index(pq))) for t, by_pq in cells.items()
+            if all(pq in by_pq for pq in grid)}
 
 
 def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
@@ -271,7 +284,7 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("study", nargs="?", choices=sorted(studies.STUDIES))
     p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: the study's)")
-    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--seeds", default=None, help="comma-separated (default 1,2,3; confirm: 4,5,6,7,8)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -293,14 +306,23 @@ def main(argv=None) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
     if study not in ("tune", "smoke"):
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "
                 "rate (run `python experiments/run.py tune` first)")
-    runs = studies.STUDIES[study](tasks, seeds, lrs)
+    if study == "confirm":
+        if 1 in seeds:
+            build_parser().error("confirm: seed 1 chose the sensitivity cell; judge it on other seeds")
+        best = sensitivity_best(args.results)
+        waiting = [t for t in tasks if t not in best]
+        if waiting:
+            say(f"note: {waiting}: the sensitivity grid (with cross-tuning) is not complete: nothing to confirm yet")
+        runs = studies.confirm(tasks, seeds, lrs, best)
+    else:
+        runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.only:
         runs = [r for r in runs if r.method in args.only.split(",")]
     todo = [r for r in runs if not result_path(args.results, r).exists()]

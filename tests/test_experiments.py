@@ -204,6 +204,50 @@ def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
     assert (tmp_path / "glue_curves.png").stat().st_size > 5000
 
 
+def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_saw(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import run
+    import studies
+
+    grid = studies.SENSITIVITY_GRID
+    for p in grid:
+        for q in grid:
+            for schedule in ("cross", "always"):
+                # (0.7, 0.1) and (0.3, 0.5) tie for the best cross cell; "always" cells score higher still
+                score = 90.0 if schedule == "always" else 85.0 if (p, q) in ((0.7, 0.1), (0.3, 0.5)) else 80.0
+                r = synthetic_run("sensitivity", "sst2", f"{schedule}_p{p:g}_q{q:g}", 1, score,
+                                  meta={"p": f"{p:g}", "q": f"{q:g}", "schedule": schedule})
+                path = tmp_path / "sensitivity" / "sst2" / r["method"] / "seed1.json"
+                path.parent.mkdir(parents=True)
+                path.write_text(json.dumps(r))
+    assert run.sensitivity_best(tmp_path) == {"sst2": (0.3, 0.5)}  # ties: the first in grid order
+    (tmp_path / "sensitivity" / "sst2" / "cross_p0.9_q0.9" / "seed1.json").unlink()
+    assert run.sensitivity_best(tmp_path) == {}  # an incomplete grid chooses nothing
+
+    runs = studies.confirm(["sst2", "cola"], [4, 5], {"sst2": 1e-4}, {"sst2": (0.3, 0.5)})
+    assert [(r.task, r.method, r.seed) for r in runs] == [("sst2", "ft", 4), ("sst2", "addrop_best", 4),
+                                                          ("sst2", "ft", 5), ("sst2", "addrop_best", 5)]
+    flags = runs[1].flags
+    assert flags[flags.index("--addrop-p") + 1] == "0.3" and flags[flags.index("--addrop-q") + 1] == "0.5"
+    assert flags[flags.index("--addrop-layers") + 1] == studies.PAPER_LAYERS["sst2"] and runs[1].lr == 1e-4
+    assert runs[0].flags == studies.FT
+    refused = subprocess.run(RUN + ["confirm", "--seeds", "1,4", "--dry-run", "--results", str(tmp_path)],
+                             cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "seed 1 chose the sensitivity cell" in refused.stderr
+
+    confirm = []
+    for seed, (ft, best) in zip((4, 5, 6), ((80.0, 81.0), (81.0, 82.5), (82.0, 82.5))):
+        confirm += [synthetic_run("confirm", "sst2", "ft", seed, ft),
+                    synthetic_run("confirm", "sst2", "addrop_best", seed, best, meta={"p": "0.3", "q": "0.5"})]
+    text = report.render(confirm, tmp_path / "figures", "figures")
+    assert "seeds the selection never saw (4, 5, 6)" in text and "SST-2 p = 0.3, q = 0.5" in text
+    assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 1.0 ± 0.5 |" in text
+    block = "\n".join(report.readme_block(confirm))
+    assert "SST-2 at the sensitivity map's best cell (p = 0.3, q = 0.5, chosen on seed 1)" in block
+    assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.07)" in block
+
+
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
     sys.path.insert(0, str(REPO / "experiments"))
     import report
