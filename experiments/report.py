@@ -54,12 +54,14 @@ def fmt(x: Optional[float], nd: int = 1) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
-def mean_std(xs: List[float]) -> str:
+def mean_std(xs: List[Optional[float]], nd: int = 1) -> str:
+    """'mean ± std' over the values that exist (the value alone for one, '–' for none)."""
+    xs = [x for x in xs if x is not None]
     if not xs:
         return "–"
     if len(xs) == 1:
-        return f"{xs[0]:.1f}"
-    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}"
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
 
 
 def paired_p(diffs: List[float]) -> Optional[float]:
@@ -157,8 +159,8 @@ def sizes_line(runs: List[dict]) -> str:
 def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[str]:
     """Per task and method: seeds, best- and last-epoch dev score, the paired differences to
     FT and their verdict; one sentence per method; the paired-differences figure."""
-    lines = ["| task (metric) | method | seeds | best epoch | last epoch | paired Δ best vs FT | per-seed Δ | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task (metric) | method | seeds | best epoch | last epoch | dev loss, last epoch | paired Δ best vs FT | "
+             "per-seed Δ | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     sentences = []
     plot = {}
@@ -183,7 +185,8 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                                      f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
                                      + (f", {p_text(diffs)})." if len(diffs) > 1 else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
-                         f"{mean_std(best)} | {mean_std(last)} | {diff_txt} | {seeds_txt} | {judge} |")
+                         f"{mean_std(best)} | {mean_std(last)} | {mean_std([r['epochs'][-1]['valid_loss'] for r in rs], 3)} | "
+                         f"{diff_txt} | {seeds_txt} | {judge} |")
     lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
                                      "two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     if plot:
@@ -322,7 +325,7 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             if rs:
                 lines.append(f"| {TASKS[task].name} | {METHOD_NAMES[method]} | {len(rs)} | "
                              f"{mean_std([r['test']['best']['chrf'] for r in rs])} | "
-                             f"{mean_std_nd([r['test']['best']['len_ratio'] for r in rs], 3)} |")
+                             f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} |")
     sig = sorted({r["test"]["signatures"]["bleu"] for r in runs})
     return lines + ["", "sacrebleu signatures: BLEU `" + "`, `".join(sig) + "`; chrF `"
                     + "`, `".join(sorted({r["test"]["signatures"]["chrf"] for r in runs})) + "`.", ""]
@@ -443,7 +446,7 @@ def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             continue
         tl = [r["epochs"][-1].get("train_loss") for r in rs]
         vl = [r["epochs"][-1].get("valid_loss") for r in rs]
-        lines.append(f"| {s} | {len(rs)} | {mean_std_nd(tl, 3)} | {mean_std_nd(vl, 3)} | "
+        lines.append(f"| {s} | {len(rs)} | {mean_std(tl, 3)} | {mean_std(vl, 3)} | "
                      f"{mean_std([r['best']['score'] for r in rs])} | {mean_std([r['last']['score'] for r in rs])} |")
         curves[s] = rs
     lines.append("")
@@ -484,15 +487,6 @@ def cost_section(runs: List[dict]) -> List[str]:
         mem = r["peak_rss_mb"] / ft["peak_rss_mb"] if ft else None
         lines.append(f"| {r['method']} | {spu:.2f} | {fmt(ratio, 2)} | {r['peak_rss_mb']:.0f} | {fmt(mem, 2)} |")
     return lines + [""]
-
-
-def mean_std_nd(xs, nd):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.{nd}f}"
-    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
 
 
 # ---------------------------------------------------------------------------- figures

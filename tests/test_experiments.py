@@ -242,7 +242,7 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
                     synthetic_run("confirm", "sst2", "addrop_best", seed, best, meta={"p": "0.3", "q": "0.5"})]
     text = report.render(confirm, tmp_path / "figures", "figures")
     assert "seeds the selection never saw (4, 5, 6)" in text and "SST-2 p = 0.3, q = 0.5" in text
-    assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 1.0 ± 0.5 |" in text
+    assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 0.500 ± 0.000 | 1.0 ± 0.5 |" in text
     block = "\n".join(report.readme_block(confirm))
     assert "SST-2 at the sensitivity map's best cell (p = 0.3, q = 0.5, chosen on seed 1)" in block
     assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.07)" in block
