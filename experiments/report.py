@@ -160,7 +160,7 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
     """Per task and method: seeds, best- and last-epoch dev score, the paired differences to
     FT and their verdict; one sentence per method; the paired-differences figure."""
     lines = ["| task (metric) | method | seeds | best epoch | last epoch | dev loss, last epoch | paired Δ best vs FT | "
-             "per-seed Δ | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+             "per-seed Δ | verdict | cost ×FT |", "|---|---|---|---|---|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     sentences = []
     plot = {}
@@ -172,6 +172,7 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                 continue
             best = [r["best"]["score"] for r in rs]
             last = [r["last"]["score"] for r in rs]
+            cost = cost_ratio(rs, list(ft.values()))
             if method == "ft":
                 diff_txt = seeds_txt = judge = ""
             else:
@@ -186,8 +187,10 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                                      + (f", {p_text(diffs)})." if len(diffs) > 1 else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([r['epochs'][-1]['valid_loss'] for r in rs], 3)} | "
-                         f"{diff_txt} | {seeds_txt} | {judge} |")
-    lines += ["", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
+                         f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
+    lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
+              "two at a time: indicative; the cost study and benchmarks/ are the clean measurements).",
+              "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
                                      "two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     if plot:
         plot_paired(plot, figures / figure)
@@ -342,6 +345,11 @@ def seconds_per_update(rs: List[dict]) -> float:
     return statistics.mean(r["train_wall"] / max(1, r["updates"]) for r in rs)
 
 
+def cost_ratio(rs: List[dict], ft_runs: List[dict]) -> str:
+    """Seconds per update of ``rs`` over FT's, as a table cell."""
+    return fmt(seconds_per_update(rs) / seconds_per_update(ft_runs), 2) if rs and ft_runs else "–"
+
+
 def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
     if not runs:
         return []
@@ -360,8 +368,7 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
             rs = groups.get((study, t, method), [])
             ft = {r["seed"]: r for r in groups.get(("glue", t, "ft"), [])}
             diffs = paired_diffs(rs, ft) if method != "ft" else []
-            cost = (fmt(seconds_per_update(rs) / seconds_per_update(list(ft.values())), 2)
-                    if rs and ft else "–")
+            cost = cost_ratio(rs, list(ft.values()))
             cells.append(f"{mean_std([r['best']['score'] for r in rs])} | "
                          f"{mean_std(diffs) if diffs else '–'} | {cost}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -197,8 +197,11 @@ def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
     still_improving["best"]["epoch"] = 4
     for e, loss in zip(still_improving["epochs"], (0.9, 0.8, 0.85, 0.95)):  # dev loss rises after epoch 2
         e["valid_loss"] = loss
-    runs = [still_improving, synthetic_run("glue", "mrpc", "ft", 2, 83.0), synthetic_run("glue", "mrpc", "addrop", 1, 85.0)]
+    runs = [still_improving, synthetic_run("glue", "mrpc", "ft", 2, 83.0),
+            synthetic_run("glue", "mrpc", "addrop", 1, 85.0, spu=1.5)]
     text = "\n".join(report.glue_section(runs, tmp_path, "figures"))
+    # one seed paired with FT (+1.0); cost = 150 s / 100 updates over FT's 100 s / 100 updates
+    assert "| MRPC (f1) | AD-DROP (GA, pseudo labels, cross-tuning) | 1 | 85.0 | 84.0 | 0.500 | 1.0 | +1.0 | one seed: no verdict | 1.50 |" in text
     assert "its best dev score is at the last epoch in 1 of 2 runs" in text
     assert "its dev loss at the last epoch is above its minimum in 1 of 2 runs" in text
     assert (tmp_path / "glue_curves.png").stat().st_size > 5000
