@@ -24,6 +24,8 @@ setup(
         "sacrebleu>=2.0",
         "sentencepiece",
         "seqeval",
+        # experiments/report.py's paired t-test (already installed with seqeval's scikit-learn)
+        "scipy",
         "transformers>=5.0",
     ],
     # matplotlib: addrop-explain's picture and experiments/report.py's figures
