@@ -291,6 +291,43 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 
+def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: str) -> List[str]:
+    """FT and AD-DROP trained ``LONG_EPOCHS`` epochs next to the glue study's ``EPOCHS``: per task,
+    FT at both budgets (paired by seed: the epochs half of FT's tuning) and AD-DROP's paired Δ
+    to FT at each budget; then the long runs' full table and learning curves."""
+    if not runs:
+        return []
+    short, long = studies.EPOCHS, studies.LONG_EPOCHS
+    groups = by(runs + glue_runs, "study", "task", "method")
+    tasks = [t for t in TASK_ORDER if ("epochs", t, "ft") in groups]
+    lines = [f"## epochs: {long} epochs instead of {short}", "",
+             f"FT and AD-DROP with the glue study's settings (same subsets, learning rate, p, q, layers, seeds), "
+             f"trained {long} epochs: the epochs half of FT's tuning, and the regime a regularizer is meant for "
+             "(FT trained longer fits its 1000 examples and overfits). Δ FT = FT's best-epoch dev score at "
+             f"{long} minus at {short} epochs, same seed; Δ AD-DROP = AD-DROP minus FT at the same budget, same seed.", "",
+             f"| task (metric) | FT, {short} ep | FT, {long} ep | Δ FT {long} vs {short} | Δ AD-DROP, {short} ep | "
+             f"Δ AD-DROP, {long} ep |", "|---|---|---|---|---|---|"]
+    sentences = []
+    for t in tasks:
+        ft = {n: {r["seed"]: r for r in groups.get((study, t, "ft"), [])} for n, study in ((short, "glue"), (long, "epochs"))}
+        d_ft = paired_diffs(list(ft[long].values()), ft[short])
+        d_ad = {n: paired_diffs(groups.get((study, t, "addrop"), []), ft[n]) for n, study in ((short, "glue"), (long, "epochs"))}
+
+        def cell(d):
+            return f"{mean_std(d)}, {judged(d)}" if d else "–"
+
+        lines.append(f"| {TASKS[t].name} ({TASKS[t].metric}) | {mean_std([r['best']['score'] for r in ft[short].values()])} | "
+                     f"{mean_std([r['best']['score'] for r in ft[long].values()])} | {cell(d_ft)} | {cell(d_ad[short])} | "
+                     f"{cell(d_ad[long])} |")
+        if d_ad[long]:
+            sentences.append(f"- {TASKS[t].name}: for FT, {long} epochs instead of {short}: "
+                             f"{judged(d_ft) if d_ft else 'not paired'}; AD-DROP against FT at {long} epochs: "
+                             f"{judged(d_ad[long])}, Δ {mean_std(d_ad[long])}.")
+    lines += ["", "What the data say:", ""] + sentences + [""]
+    lines += comparison(runs, figures, rel, "epochs_paired_differences.png")
+    return lines + learning_curves(runs, figures, rel, "epochs_curves.png")
+
+
 def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
     if not runs:
         return []
@@ -644,8 +681,10 @@ def readme_block(runs: List[dict]) -> List[str]:
         if verdicts:
             lines += ["", "AD-DROP against FT: " + "; ".join(f"{v} on {', '.join(ts)}" for v, ts in sorted(verdicts.items())) + "."]
         lines.append("")
-    for study, what in (("ner", "NER (CoNLL-2003, seqeval entity F1)"), ("mt", "Translation (WMT16 newsdev "
-                                                                              "slices, test BLEU)")):
+    for study, what in (("epochs", f"Trained {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS} (FT overfits "
+                                   "more; same settings otherwise)"),
+                        ("ner", "NER (CoNLL-2003, seqeval entity F1)"),
+                        ("mt", "Translation (WMT16 newsdev slices, test BLEU)")):
         srs = [r for r in runs if r["study"] == study]
         parts = []
         for task in TASK_ORDER:
@@ -708,6 +747,7 @@ def render(runs: List[dict], figures: Path, rel: str) -> str:
 
     lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "regularizers", "smoke") for r in rs
                            if family(r) == "glue"], figures, rel)
+    lines += epochs_section(per_study.get(("epochs",), []), per_study.get(("glue",), []), figures, rel)
     lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
                           if family(r) == "ner"], figures, rel)
     lines += mt_section([r for (s,), rs in per_study.items() if s in ("mt", "smoke") for r in rs

@@ -5,7 +5,7 @@
     python experiments/run.py glue  --tasks rte,mrpc,cola,stsb,sst2 --seeds 1,2,3 --jobs 2
     python experiments/run.py prior --seeds 1,2,3 --jobs 2
     python experiments/run.py cost  --jobs 1
-    python experiments/run.py regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
+    python experiments/run.py epochs|regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
     python experiments/run.py confirm --jobs 2        # sensitivity's best cell vs FT on fresh seeds 4-8
     python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
     python experiments/run.py --smoke                       # what the test suite runs

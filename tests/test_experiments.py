@@ -207,6 +207,32 @@ def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
     assert (tmp_path / "glue_curves.png").stat().st_size > 5000
 
 
+def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import studies
+
+    planned = studies.epochs(["sst2"], [1, 2], {"sst2": 1e-4})
+    assert sorted((r.method, r.seed) for r in planned) == [("addrop", 1), ("addrop", 2), ("ft", 1), ("ft", 2)]
+    assert {r.epochs for r in planned} == {studies.LONG_EPOCHS} and studies.LONG_EPOCHS > studies.EPOCHS
+    assert studies.glue_methods("sst2")["addrop"][0] == next(
+        r.flags for r in planned if r.method == "addrop")  # glue's AD-DROP settings, only the budget differs
+    runs = []
+    # FT 4 ep 80, 81, 82; FT 10 ep +2, +1, +3; AD-DROP 4 ep -1, -1, -1 (sd 0: p 0); 10 ep +1, +2, +0
+    for seed, (ft4, ad4, ft10, ad10) in zip((1, 2, 3), ((80.0, 79.0, 82.0, 83.0), (81.0, 80.0, 82.0, 84.0),
+                                                        (82.0, 81.0, 85.0, 85.0))):
+        runs += [synthetic_run("glue", "mrpc", "ft", seed, ft4), synthetic_run("glue", "mrpc", "addrop", seed, ad4),
+                 synthetic_run("epochs", "mrpc", "ft", seed, ft10), synthetic_run("epochs", "mrpc", "addrop", seed, ad10)]
+    text = report.render(runs, tmp_path / "figures", "figures")
+    assert f"## epochs: {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS}" in text
+    assert "| MRPC (f1) | 81.0 ± 1.0 | 83.0 ± 1.7 | 2.0 ± 1.0, within noise (p = 0.07) | -1.0 ± 0.0, hurts (p < 0.01) | " \
+           "1.0 ± 1.0, within noise (p = 0.23) |" in text
+    assert (tmp_path / "figures" / "epochs_curves.png").stat().st_size > 5000
+    block = "\n".join(report.readme_block(runs))
+    assert f"Trained {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS}" in block
+    assert "MRPC: FT 83.0 ± 1.7, AD-DROP Δ 1.0 ± 1.0 over 3 seeds: within noise (p = 0.23)" in block
+
+
 def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_saw(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
