@@ -30,7 +30,7 @@ METHOD_NAMES = {
     "ft": "FT (fine-tuning)",
     "addrop": "AD-DROP (GA, pseudo labels, cross-tuning)",
     "rd": "RD (random region, same p, q)",
-    "attn_dropout": "extra attention dropout (0.1 + p·q)",
+    "attn_dropout": "extra attention dropout (0.1 + p·q, spread over the layers)",
     "addrop_dec": "AD-DROP on encoder + decoder self-attention",
     "addrop_best": "AD-DROP at the sensitivity map's best cell",
     "rdrop": "R-Drop",
@@ -273,6 +273,16 @@ def learning_curves(runs: List[dict], figures: Path, rel: str, name: str) -> Lis
     return lines + [f"![dev score and train loss per epoch]({rel}/{name})", ""]
 
 
+def attention_dropout_rates(runs: List[dict]) -> str:
+    """The attention-dropout peer's rate per task, read from the commands that ran."""
+    rates = {}
+    for r in runs:
+        if r["method"] == "attn_dropout":
+            cmd = r["command"]
+            rates[r["task"]] = json.loads(cmd[cmd.index("--hf-config-overrides") + 1])["attention_probs_dropout_prob"]
+    return ", ".join(f"{TASKS[t].name} {rates[t]:g}" for t in TASK_ORDER if t in rates)
+
+
 def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
     if not runs:
         return []
@@ -281,8 +291,9 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             "MiniLM. Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
             f"dev sets whole unless marked): {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
             f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column; not "
-            "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; extra attention dropout = MiniLM's 0.1 + p·q; R-Drop alpha 1 (its "
-            "GLUE setting)." + (
+            "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; extra attention dropout (HF's "
+            "`attention_probs_dropout_prob`: every layer, every epoch) = MiniLM's 0.1 + p·q × the share of layers "
+            f"AD-DROP acts on ({attention_dropout_rates(runs)}); R-Drop alpha 1 (its GLUE setting)." + (
                 " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "

@@ -25,6 +25,16 @@ DEFAULT_LR = 5e-5
 PAPER_PQ = {"rte": (0.6, 0.7), "mrpc": (0.5, 0.8), "cola": (0.3, 0.4), "stsb": (0.9, 0.7), "sst2": (0.6, 0.8)}
 PAPER_LAYERS = {"rte": "all", "mrpc": "all", "cola": "all", "stsb": "0", "sst2": "0"}
 MINILM_ATTENTION_DROPOUT = 0.1
+MINILM_LAYERS = 6
+
+
+def extra_attention_dropout(task: str) -> float:
+    """The attention-dropout peer's rate: MiniLM's 0.1 plus AD-DROP's drop rate p·q spread over the
+    whole model (HF's knob is global): p·q on all-layer tasks, p·q / 6 where AD-DROP acts on the
+    first layer only."""
+    p, q = PAPER_PQ[task]
+    share = 1.0 if PAPER_LAYERS[task] == "all" else len(PAPER_LAYERS[task].split(",")) / MINILM_LAYERS
+    return round(MINILM_ATTENTION_DROPOUT + p * q * share, 3)
 
 
 @dataclass(frozen=True)
@@ -61,15 +71,14 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
     """FT, AD-DROP (paper p, q, layers) and its peers at the same budget: (flags, cost)."""
     p, q = PAPER_PQ[task]
     layers = PAPER_LAYERS[task]
-    extra_attention_dropout = round(MINILM_ATTENTION_DROPOUT + p * q, 3)
     return {
         "ft": (FT, 1.0),
         "addrop": (addrop_flags(p, q, layers), 1.5),
         # is attribution better than chance? the same p, q, layers, schedule, random region
         "rd": (addrop_flags(p, q, layers, "--addrop-attribution", "rd"), 1.05),
-        # plain extra attention dropout: MiniLM's 0.1 plus AD-DROP's expected drop rate p*q
+        # plain extra attention dropout, as much as AD-DROP drops, spread over the layers
         "attn_dropout": (FT + ("--hf-config-overrides",
-                               json.dumps({"attention_probs_dropout_prob": extra_attention_dropout})), 1.0),
+                               json.dumps({"attention_probs_dropout_prob": extra_attention_dropout(task)})), 1.0),
         # R-Drop (Liang et al. 2021), its GLUE alpha
         "rdrop": (("--criterion", "sentence_prediction_rdrop", "--rdrop-alpha", "1.0"), 2.0),
     }
