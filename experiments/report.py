@@ -291,7 +291,8 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             "MiniLM. Train / dev examples (training subsets are a fixed shuffle, the same for every run; "
             f"dev sets whole unless marked): {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
             f"{studies.BATCH}; p, q and layers of AD-DROP and RD from the paper's Table 11 (BERT column; not "
-            "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; extra attention dropout (HF's "
+            "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; "
+            "STS-B is regression, where AD-DROP has no pseudo labels and attributes the real loss (Appendix A); extra attention dropout (HF's "
             "`attention_probs_dropout_prob`: every layer, every epoch) = MiniLM's 0.1 + p·q × the share of layers "
             f"AD-DROP acts on ({attention_dropout_rates(runs)}); R-Drop alpha 1 (its GLUE setting)." + (
                 " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
