@@ -233,6 +233,22 @@ def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
     assert "MRPC: FT 83.0 ± 1.7, AD-DROP Δ 1.0 ± 1.0 over 3 seeds: within noise (p = 0.23)" in block
 
 
+def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import studies
+
+    # MRPC: AD-DROP on all layers, p·q = 0.4; STS-B: first layer only, p·q = 0.63 over 6 layers
+    assert studies.extra_attention_dropout("mrpc") == 0.5
+    assert studies.extra_attention_dropout("stsb") == round(0.1 + 0.63 / 6, 3)
+    runs = []
+    for task in ("stsb", "mrpc"):
+        r = synthetic_run("glue", task, "attn_dropout", 1, 80.0)
+        r["command"] = ["fairseq-train", *studies.glue_methods(task)["attn_dropout"][0]]
+        runs.append(r)
+    assert report.attention_dropout_rates(runs) == "MRPC 0.5, STS-B 0.205"  # read from the commands, task order
+
+
 def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_saw(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
