@@ -7,6 +7,7 @@ convention); MRPC, CoLA, SST-2 keep their 0/1; STS-B keeps its float score (regr
 """
 import csv
 import random
+from collections import Counter
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -132,6 +133,26 @@ def prepare_heldout(data: Path, task: str, n_train: Optional[int], binned: Path,
             (binned / sub / f.name).write_bytes(f.read_bytes())
     (binned / "heldout-done").write_text(f"{len(held)}\n")
     return len(held)
+
+
+def majority_reference(data: Path, task: str, n_train: Optional[int]) -> Optional[dict]:
+    """What predicting the training subset's most frequent label for every dev example scores,
+    in the task's metric (percent, as fairseq logs it): the floor a fine-tuned model must beat.
+    F1 counts label 1 as positive (MRPC's paraphrase, as fairseq's ``--report-acc-and-f1``);
+    a constant prediction has MCC 0. None for regression (a constant has no Pearson)."""
+    spec = TASKS[task]
+    if spec.regression:
+        return None
+    train = subsample(read_split(data, task, "train"), n_train)
+    dev = read_split(data, task, "dev")
+    train_counts, dev_counts = Counter(r[2] for r in train), Counter(r[2] for r in dev)
+    label = min(train_counts, key=lambda k: (-train_counts[k], k))
+    share = dev_counts[label] / len(dev)
+    scores = {"accuracy": 100 * share, "mcc": 0.0,
+              "f1": 100 * 2 * share / (1 + share) if label == "1" else 0.0}
+    return {"task": task, "metric": spec.metric, "score": round(scores[spec.metric], 2), "label": label,
+            "train_size": len(train), "train_counts": dict(sorted(train_counts.items())),
+            "dev_size": len(dev), "dev_counts": dict(sorted(dev_counts.items()))}
 
 
 def minilm_dir() -> str:

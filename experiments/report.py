@@ -7,9 +7,10 @@
 Deterministic: the same JSONs give the same RESULTS.md, byte for byte. Judgement per task
 and method, from the per-seed paired differences to FT (same seed, same data), by a two-sided
 paired t-test at 5%: "helps" when the mean difference is positive and significant, "hurts"
-when negative and significant, otherwise "within noise" ("one seed: no verdict" below two
-seeds). With three seeds that needs a mean above 4.3 standard errors: few seeds make a
-verdict hard to earn, on purpose.
+when negative and significant, otherwise "within noise"; no verdict below three seeds (two
+paired differences of a discrete metric on a small dev set are too often exactly equal, a
+zero-variance "significance"). With three seeds a verdict needs a mean above 4.3 standard
+errors: few seeds make a verdict hard to earn, on purpose.
 """
 import argparse
 import json
@@ -50,6 +51,20 @@ def load(results: Path) -> List[dict]:
     return [json.loads(p.read_text()) for p in sorted(results.glob("*/*/*/seed*.json"))]
 
 
+def load_references(results: Path) -> Dict[str, dict]:
+    """Majority-class floors per GLUE task (``results/reference/TASK.json``, run.py writes them)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((results / "reference").glob("*.json"))}
+
+
+def majority_line(references: Dict[str, dict], tasks: List[str]) -> List[str]:
+    refs = [references[t] for t in GLUE_ORDER if t in references and t in tasks]
+    if not refs:
+        return []
+    return ["Majority-class floor (the training subset's most frequent label predicted for every dev example): "
+            + ", ".join(f"{TASKS[r['task']].name} {r['metric']} {r['score']:.1f}" for r in refs)
+            + "; STS-B none (a constant prediction has no correlation).", ""]
+
+
 def fmt(x: Optional[float], nd: int = 1) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -78,10 +93,13 @@ def paired_p(diffs: List[float]) -> Optional[float]:
     return float(2 * student_t.sf(abs(m) / (sd / math.sqrt(len(diffs))), len(diffs) - 1))
 
 
+MIN_SEEDS_FOR_VERDICT = 3
+
+
 def verdict(diffs: List[float]) -> str:
+    if len(diffs) < MIN_SEEDS_FOR_VERDICT:
+        return f"{['no', 'one', 'two'][len(diffs)]} seed{'s' if len(diffs) != 1 else ''}: no verdict"
     p = paired_p(diffs)
-    if p is None:
-        return "one seed: no verdict"
     if p < 0.05:
         return "helps" if statistics.mean(diffs) > 0 else "hurts"
     return "within noise"
@@ -94,7 +112,7 @@ def p_text(diffs: List[float]) -> str:
 
 def judged(diffs: List[float]) -> str:
     """The verdict with its p-value, for tables."""
-    return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) > 1 else verdict(diffs)
+    return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) >= MIN_SEEDS_FOR_VERDICT else verdict(diffs)
 
 
 def by(runs, *keys):
@@ -184,14 +202,14 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                 if diffs:
                     sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {verdict(diffs)} "
                                      f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
-                                     + (f", {p_text(diffs)})." if len(diffs) > 1 else ")."))
+                                     + (f", {p_text(diffs)})." if len(diffs) >= MIN_SEEDS_FOR_VERDICT else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([r['epochs'][-1]['valid_loss'] for r in rs], 3)} | "
                          f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
     lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
               "two at a time: indicative; the cost study and benchmarks/ are the clean measurements).",
-              "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict is a "
-                                     "two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
+              "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict, from three seeds "
+                                     "on, is a two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     if plot:
         plot_paired(plot, figures / figure)
         lines += [f"![paired differences to FT]({rel}/{figure})", ""]
@@ -283,7 +301,7 @@ def attention_dropout_rates(runs: List[dict]) -> str:
     return ", ".join(f"{TASKS[t].name} {rates[t]:g}" for t in TASK_ORDER if t in rates)
 
 
-def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> List[str]:
     if not runs:
         return []
     epochs = sorted({r["epochs_planned"] for r in runs})
@@ -299,7 +317,8 @@ def glue_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
                 "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
-            ""] + comparison(runs, figures, rel, "glue_paired_differences.png")
+            ""] + majority_line(references or {}, sorted({r["task"] for r in runs}))
+            + comparison(runs, figures, rel, "glue_paired_differences.png")
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 
@@ -657,7 +676,7 @@ README_BEGIN = "<!-- experiments:begin (generated by python experiments/report.p
 README_END = "<!-- experiments:end -->"
 
 
-def readme_block(runs: List[dict]) -> List[str]:
+def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None) -> List[str]:
     """The README's "Does it work?" numbers: the glue headline table, the prior figure, the cost line."""
     lines = []
     glue_runs = [r for r in runs if r["study"] in ("glue", "regularizers", "smoke")]  # as glue_section
@@ -671,9 +690,11 @@ def readme_block(runs: List[dict]) -> List[str]:
                   f"GLUE task, {studies.EPOCHS} epochs, seeds {', '.join(map(str, seeds))}; full dev sets, "
                   "best-epoch score, FT's learning rate for every method, AD-DROP's p, q and layers from the paper's "
                   "Table 11 (tuned there for BERT, not re-tuned here). Δ = mean ± std of the per-seed "
-                  "difference to FT (same seed); **bold** where a paired t-test finds it significant (5%, two-sided).", "",
-                  "| task (metric) | FT | " + " | ".join(f"Δ {SHORT_NAMES[m]}" for m in peers) + " |",
-                  "|---|---|" + "---|" * len(peers)]
+                  "difference to FT (same seed); **bold** where a paired t-test finds it significant (5%, two-sided, "
+                  "three seeds or more); majority class = the floor, its training subset's most frequent label "
+                  "predicted for every dev example.", "",
+                  "| task (metric) | majority class | FT | " + " | ".join(f"Δ {SHORT_NAMES[m]}" for m in peers) + " |",
+                  "|---|---|---|" + "---|" * len(peers)]
         for task in tasks:
             ft_runs = groups[(task, "ft")]
             ft = {r["seed"]: r for r in ft_runs}
@@ -682,7 +703,8 @@ def readme_block(runs: List[dict]) -> List[str]:
                 diffs = paired_diffs(groups.get((task, m), []), ft)
                 txt = mean_std(diffs) if diffs else "–"
                 cells.append(f"**{txt}**" if verdict(diffs) in ("helps", "hurts") else txt)
-            lines.append(f"| {TASKS[task].name} ({ft_runs[0]['metric']}) | "
+            floor = (references or {}).get(task)
+            lines.append(f"| {TASKS[task].name} ({ft_runs[0]['metric']}) | {fmt(floor and floor['score'])} | "
                          f"{mean_std([r['best']['score'] for r in ft_runs])} | " + " | ".join(cells) + " |")
         verdicts = defaultdict(list)
         for task in tasks:
@@ -735,19 +757,19 @@ def readme_block(runs: List[dict]) -> List[str]:
     return lines + ["Every table, figure and verdict: [experiments/RESULTS.md](experiments/RESULTS.md)."]
 
 
-def update_readme(path: Path, runs: List[dict]) -> None:
+def update_readme(path: Path, runs: List[dict], references: Optional[Dict[str, dict]] = None) -> None:
     text = path.read_text(encoding="utf-8")
     if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
         raise SystemExit(f"{path}: expected one '{README_BEGIN}' and one '{README_END}' line")
     head, rest = text.split(README_BEGIN)
     _, tail = rest.split(README_END)
-    path.write_text(head + README_BEGIN + "\n" + "\n".join(readme_block(runs)) + "\n" + README_END + tail, encoding="utf-8")
+    path.write_text(head + README_BEGIN + "\n" + "\n".join(readme_block(runs, references)) + "\n" + README_END + tail, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- main
 
 
-def render(runs: List[dict], figures: Path, rel: str) -> str:
+def render(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> str:
     lines = ["# Results", "",
              "Generated by `python experiments/report.py` from the JSONs in `experiments/results/` "
              "(one per run, written by `python experiments/run.py STUDY`); do not edit by hand.", ""]
@@ -758,7 +780,7 @@ def render(runs: List[dict], figures: Path, rel: str) -> str:
         return TASKS[r["task"]].family
 
     lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "regularizers", "smoke") for r in rs
-                           if family(r) == "glue"], figures, rel)
+                           if family(r) == "glue"], figures, rel, references)
     lines += epochs_section(per_study.get(("epochs",), []), per_study.get(("glue",), []), figures, rel)
     lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
                           if family(r) == "ner"], figures, rel)
@@ -781,8 +803,8 @@ def main(argv=None) -> int:
                    help="README whose 'Does it work?' block to rewrite (default: the repository's README "
                         "when --results and --out are the defaults, otherwise none; '' for none)")
     args = p.parse_args(argv)
-    runs = load(args.results)
-    text = render(runs, args.out / "figures", "figures")
+    runs, references = load(args.results), load_references(args.results)
+    text = render(runs, args.out / "figures", "figures", references)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
     print(f"{args.out / 'RESULTS.md'}: {len(runs)} runs")
@@ -790,7 +812,7 @@ def main(argv=None) -> int:
     if args.readme is None and args.results.resolve() == (HERE / "results") and args.out.resolve() == HERE:
         readme = HERE.parent / "README.md"
     if readme is not None:
-        update_readme(readme, runs)
+        update_readme(readme, runs, references)
         print(f"{readme}: 'Does it work?' block rewritten")
     return 0
 

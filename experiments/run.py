@@ -60,6 +60,19 @@ def result_path(results: Path, run: studies.Run) -> Path:
     return results / f"{run.key}.json"
 
 
+def write_references(results: Path, data: Path, tasks: List[str]) -> None:
+    """``results/reference/TASK.json``: the majority-class score of each GLUE task at the
+    studies' training subset (the report's floor line); written once, when the data is here."""
+    for task in tasks:
+        path = results / "reference" / f"{task}.json"
+        if task not in glue.TASKS or path.exists() or not (data / "glue").is_dir():
+            continue
+        ref = glue.majority_reference(data / "glue", task, studies.TRAIN_SIZE)
+        if ref is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+
+
 def tuned_lrs(results: Path) -> Dict[str, float]:
     """Per task whose whole grid has run, the FT learning rate of study ``tune`` with the
     best best-epoch dev score (a task with part of the grid is not tuned yet)."""
@@ -326,6 +339,7 @@ def main(argv=None) -> int:
     if args.only:
         runs = [r for r in runs if r.method in args.only.split(",")]
     todo = [r for r in runs if not result_path(args.results, r).exists()]
+    write_references(args.results, args.data or shared_data(), tasks)
     est = sum(estimate(r) for r in todo)
     say(f"study {study}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run; "
         f"estimated {est / 3600:.1f} CPU-hours ({est / 3600 / max(1, args.jobs):.1f} h wall at --jobs {args.jobs})")

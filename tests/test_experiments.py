@@ -81,7 +81,8 @@ def test_the_repository_readme_block_is_what_report_writes():
 
     text = (REPO / "README.md").read_text()
     block = text.split(report.README_BEGIN)[1].split(report.README_END)[0]
-    assert block == "\n" + "\n".join(report.readme_block(report.load(REPO / "experiments" / "results"))) + "\n"
+    assert block == "\n" + "\n".join(report.readme_block(report.load(REPO / "experiments" / "results"),
+                                                        report.load_references(REPO / "experiments" / "results"))) + "\n"
 
 
 def test_dry_run_prints_the_plan_and_estimate(tmp_path):
@@ -310,7 +311,37 @@ def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
     assert report.paired_p(five) == pytest.approx(ttest_1samp(five, 0).pvalue)
     assert report.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
     assert report.verdict([0.5]) == "one seed: no verdict" and report.paired_p([0.5]) is None
-    assert report.verdict([0.0, 0.0, 0.0]) == "within noise" and report.verdict([1.0, 1.0]) == "helps"
+    assert report.verdict([0.0, 0.0, 0.0]) == "within noise" and report.verdict([1.0, 1.0, 1.0]) == "helps"
+    # two seeds: no verdict, even when both differences are equal (zero variance, p = 0)
+    assert report.verdict([-0.7, -0.7]) == "two seeds: no verdict" and report.paired_p([-0.7, -0.7]) == 0.0
+
+
+def test_majority_class_floor_is_what_sklearn_scores_for_a_constant_prediction(shared_data, tmp_path):
+    """The report's floor line: the training subset's most frequent label predicted for every
+    dev example, scored by sklearn (the metrics fairseq's sentence_prediction logs)."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    import glue
+    import report
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    score = {"accuracy": accuracy_score, "f1": f1_score, "mcc": matthews_corrcoef}
+    for task in ("rte", "mrpc", "cola", "sst2"):
+        ref = glue.majority_reference(shared_data / "glue", task, 1000)
+        train = [int(r[2]) for r in glue.subsample(glue.read_split(shared_data / "glue", task, "train"), 1000)]
+        gold = [int(r[2]) for r in glue.read_split(shared_data / "glue", task, "dev")]
+        label = max((0, 1), key=train.count)
+        assert ref["label"] == str(label) and ref["dev_size"] == len(gold) and sum(ref["train_counts"].values()) == 1000
+        assert ref["score"] == pytest.approx(100 * score[ref["metric"]](gold, [label] * len(gold)), abs=0.005)
+    assert glue.majority_reference(shared_data / "glue", "stsb", 1000) is None
+    # run.py writes them where the report reads them; the README table gains the floor column
+    subprocess.run(RUN + ["glue", "--dry-run", "--tasks", "mrpc,stsb", "--results", str(tmp_path)],
+                   cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120, check=True)
+    refs = report.load_references(tmp_path)
+    ref = glue.majority_reference(shared_data / "glue", "mrpc", 1000)
+    assert list(refs) == ["mrpc"] and refs["mrpc"] == ref
+    runs = [synthetic_run("glue", "mrpc", "ft", s, 85.0 + s) for s in (1, 2, 3)]
+    block = "\n".join(report.readme_block(runs, refs))
+    assert f"| MRPC (f1) | {ref['score']:.1f} | 87.0 ± 1.0 |" in block
 
 
 def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared_data):
