@@ -128,16 +128,26 @@ def header(runs: List[dict]) -> List[str]:
     v = runs[0]["versions"]
     devices = sorted({f"{r['device']} ({r['threads']} thread{'s' if r['threads'] > 1 else ''} per run)" for r in runs})
     cpu_h = sum(r["cpu_s"] for r in runs) / 3600
-    commits = sorted({r["versions"].get("git_commit") or "?" for r in runs})
+    machines = defaultdict(int)
+    for r in runs:
+        machines[r["versions"].get("machine")] += 1
+    recorded = [f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in sorted((m, n) for m, n in machines.items() if m)]
+    hardware = "; ".join(recorded + ([f"not recorded for {machines[None]} runs (made before run.py recorded it)"]
+                                     if machines.get(None) else []))
+    commits = {r["versions"].get("git_commit") or "?" for r in runs}
+    dirty = sorted(r_key(r) for r in runs if (r["versions"].get("git_commit") or "").endswith("+dirty"))
     return [
-        f"Runs: {len(runs)}, {cpu_h:.1f} CPU-hours in all; device {', '.join(devices)}; "
+        f"Runs: {len(runs)}, {cpu_h:.1f} CPU-hours in all; device {', '.join(devices)}; hardware: {hardware}; "
         f"python {v['python']}, torch {v['torch']}, fairseq-fixed {v['fairseq-fixed']}, "
-        f"transformers {v['transformers']}; code at {', '.join(c[:12] + ('+dirty' if c.endswith('+dirty') else '') for c in commits)}.",
+        f"transformers {v['transformers']}; code at {len(commits)} commit{'s' if len(commits) > 1 else ''} "
+        "(each run's JSON names its own)" + (f", {len(dirty)} run{'s' if len(dirty) > 1 else ''} from a tree with "
+                                            f"uncommitted changes to `addrop_fairseq/` ({', '.join(dirty)})" if dirty else "") + ".",
         "",
     ]
 
 
-# ---------------------------------------------------------------------------- studies
+def r_key(r: dict) -> str:
+    return f"{r['study']}/{r['task']}/{r['method']}/seed{r['seed']}"
 
 
 def tune_section(runs: List[dict]) -> List[str]:

@@ -173,10 +173,27 @@ def parse_log(lines: List[str]) -> List[dict]:
     return [epochs[e] for e in sorted(epochs)]
 
 
+def machine() -> str:
+    """The hardware a run's timings belong to: CPU model, cores, memory."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        mem = ""
+    return f"{model}, {os.cpu_count()} cores{mem}"
+
+
 def versions() -> dict:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "machine": machine()}
     for name in ("torch", "fairseq-fixed", "transformers"):
         try:
             out[name] = md.version(name)
