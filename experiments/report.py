@@ -514,7 +514,7 @@ def confirm_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 runs, figures, rel, "confirm_paired_differences.png")
 
 
-def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
+def prior_section(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> List[str]:
     if not runs:
         return []
     lines = ["## prior: dropping low- vs high-attribution positions (Fig. 2 / Fig. 7 analogue)", "",
@@ -535,25 +535,43 @@ def prior_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                      f"{mean_std([r['best']['score'] for r in rs])} | {mean_std([r['last']['score'] for r in rs])} |")
         curves[s] = rs
     lines.append("")
+    floor = (references or {}).get("mrpc")
+    if floor:
+        lines += [f"MRPC's majority-class floor is F1 {floor['score']:.1f}: a run there answers \"paraphrase\" for "
+                  "every pair.", ""]
     if "none" in curves and len(curves) > 1:
-        def final(s, key):
-            return statistics.mean(r["epochs"][-1][key] for r in curves[s])
+        none = {r["seed"]: r["epochs"][-1] for r in curves["none"]}
 
-        said = [f"{s}: final train loss {final(s, 'train_loss'):.3f} and dev loss {final(s, 'valid_loss'):.3f} "
-                f"(none: {final('none', 'train_loss'):.3f} and {final('none', 'valid_loss'):.3f})"
-                for s in strategies if s != "none" and s in curves]
-        lines += ["What the data say, means over seeds (the paper's Fig. 2: dropping high-attribution positions "
-                  "slows fitting, dropping low ones speeds it up and overfits): " + "; ".join(said) + ".", ""]
+        def compare(s, key, word):
+            pairs = [(r["epochs"][-1][key], none[r["seed"]][key]) for r in curves[s] if r["seed"] in none]
+            above = sum(a > b for a, b in pairs)
+            return (f"final {word} {statistics.mean(a for a, _ in pairs):.3f} vs none's "
+                    f"{statistics.mean(b for _, b in pairs):.3f}, above none's in {above} of {len(pairs)} seeds")
+
+        expect = {"random": "close to none", "high": "slower fitting: train loss above none's",
+                  "low": "faster fitting and overfitting: train loss below none's, dev loss above"}
+        said = [f"- {s} (paper: {expect[s]}): {compare(s, 'train_loss', 'train loss')}; "
+                f"{compare(s, 'valid_loss', 'dev loss')}." for s in strategies if s != "none" and s in curves]
+        lines += ["What the data say (final epoch, each seed against none's run with the same seed; after each strategy, "
+                  "what the paper's Fig. 2 shows for it):", ""] + said + [""]
     if curves:
         name = "prior_losses.png"
         plot_prior(curves, figures / name)
         lines += [f"![train and dev loss per epoch by strategy]({rel}/{name})", ""]
+    first = min(r["seed"] for r in main) if main else None
     rates = [r for r in runs if "_rate" in r["method"]] + [r for r in main if r["method"] in ("high", "low")
-                                                           and r["seed"] == min(x["seed"] for x in main)]
+                                                           and r["seed"] == first]
     if any("_rate" in r["method"] for r in rates):
+        table = {(r["meta"]["strategy"], float(r["meta"]["rate"])): r["best"]["score"] for r in rates}
+        grid = sorted({rate for _, rate in table})
+        ft = [r["best"]["score"] for r in curves.get("none", []) if r["seed"] == first]
+        lines += [f"Dev F1 (best epoch) against the dropping rate, seed {first} (Fig. 7 analogue; none, seed {first}: "
+                  f"{fmt(ft[0] if ft else None)}):", "",
+                  "| strategy | " + " | ".join(f"rate {g:g}" for g in grid) + " |", "|---|" + "---|" * len(grid)]
+        lines += [f"| {s} | " + " | ".join(fmt(table.get((s, g))) for g in grid) + " |" for s in ("high", "low")]
         name = "prior_rates.png"
-        plot_rates(rates, figures / name)
-        lines += ["Dev F1 against the dropping rate (one seed):", "", f"![dev score vs dropping rate]({rel}/{name})", ""]
+        plot_rates(rates, figures / name, ft[0] if ft else None, floor and floor["score"])
+        lines += ["", f"![dev score vs dropping rate]({rel}/{name})", ""]
     return lines
 
 
@@ -663,9 +681,13 @@ def plot_prior(curves: Dict[str, List[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_rates(runs: List[dict], path: Path) -> None:
+def plot_rates(runs: List[dict], path: Path, ft: Optional[float] = None, floor: Optional[float] = None) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    if ft is not None:
+        ax.axhline(ft, color="C0", linestyle="--", linewidth=1, label="none (FT)")
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle=":", linewidth=1, label="majority class")
     for j, s in enumerate(("high", "low")):
         pts = sorted((float(r["meta"]["rate"]), r["best"]["score"]) for r in runs if r["meta"].get("strategy") == s)
         if pts:
@@ -800,7 +822,7 @@ def render(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[
     lines += ablation_section(per_study.get(("ablation",), []), glue_runs)
     lines += sensitivity_section(per_study.get(("sensitivity",), []), glue_runs, figures, rel)
     lines += confirm_section(per_study.get(("confirm",), []), figures, rel)
-    lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel)
+    lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel, references)
     lines += cost_section([r for (s,), rs in per_study.items() if s == "cost" for r in rs])
     return "\n".join(lines).rstrip() + "\n"
 

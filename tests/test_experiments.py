@@ -177,6 +177,36 @@ def test_results_header_names_hardware_commits_and_dirty_runs():
     assert "code at 2 commits" in line and "1 run from a tree with uncommitted changes to `addrop_fairseq/` (glue/mrpc/ft/seed2)" in line
 
 
+def test_prior_section_compares_each_seed_with_none_and_tabulates_the_rates(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    def prior_run(method, seed, score, train_loss, dev_loss, rate="0.3"):
+        r = synthetic_run("prior", "mrpc", method, seed, score,
+                          meta={"strategy": method.split("_")[0], "rate": rate})
+        r["epochs"][-1].update(train_loss=train_loss, valid_loss=dev_loss)
+        return r
+
+    runs = []
+    for seed, (none_t, high_t, low_t) in zip((1, 2, 3), ((0.30, 0.90, 0.20), (0.35, 0.92, 0.40), (0.32, 0.91, 0.10))):
+        runs += [prior_run("none", seed, 85.0, none_t, 0.80), prior_run("high", seed, 82.0, high_t, 0.85),
+                 prior_run("low", seed, 81.0, low_t, 1.50 if seed < 3 else 0.70)]
+    runs += [prior_run(f"high_rate{r}", 1, 83.0 + i, 0.5, 0.5, rate=r) for i, r in enumerate(("0.1", "0.5"))]
+    refs = {"mrpc": {"task": "mrpc", "metric": "f1", "score": 81.22}}
+    text = "\n".join(report.prior_section(runs, tmp_path, "figures", refs))
+    assert "| high | 3 | 0.910 ± 0.010 | 0.850 ± 0.000 | 82.0 ± 0.0 | 81.0 ± 0.0 |" in text
+    assert "MRPC's majority-class floor is F1 81.2" in text
+    # train loss: high above none in every seed; low above none only in seed 2 (0.40 > 0.35)
+    assert "- high (paper: slower fitting: train loss above none's): final train loss 0.910 vs none's 0.323, " \
+           "above none's in 3 of 3 seeds; final dev loss 0.850 vs none's 0.800, above none's in 3 of 3 seeds." in text
+    assert "final train loss 0.233 vs none's 0.323, above none's in 1 of 3 seeds; final dev loss 1.233 vs none's " \
+           "0.800, above none's in 2 of 3 seeds." in text
+    # the rate table: seed 1's rate-0.3 runs join the sweep; none's seed-1 score is the reference
+    assert "(Fig. 7 analogue; none, seed 1: 85.0)" in text
+    assert "| high | 83.0 | 82.0 | 84.0 |" in text and "| low | – | 81.0 | – |" in text
+    assert (tmp_path / "prior_rates.png").stat().st_size > 5000 and (tmp_path / "prior_losses.png").stat().st_size > 5000
+
+
 def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
