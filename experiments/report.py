@@ -226,6 +226,34 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
     return lines
 
 
+SECOND_METRICS = {"mrpc": "accuracy", "stsb": "spearman"}  # GLUE scores these two tasks twice
+
+
+def second_metric(r: dict, metric: str) -> Optional[float]:
+    """``metric`` at the epoch where the run's headline metric was best (one early-stopping choice)."""
+    return next((e.get(f"valid_{metric}") for e in r["epochs"] if e["epoch"] == r["best"]["epoch"]), None)
+
+
+def second_metrics_table(runs: List[dict]) -> List[str]:
+    """GLUE's other metric for MRPC (accuracy) and STS-B (Spearman), per method, with its paired Δ."""
+    groups = by(runs, "task", "method")
+    rows = []
+    for task, metric in SECOND_METRICS.items():
+        ft = {r["seed"]: second_metric(r, metric) for r in groups.get((task, "ft"), [])}
+        for method in METHOD_NAMES:
+            rs = sorted(groups.get((task, method), []), key=lambda r: r["seed"])
+            vals = {r["seed"]: second_metric(r, metric) for r in rs}
+            if not rs or any(v is None for v in vals.values()):
+                continue
+            diffs = [v - ft[s] for s, v in vals.items() if ft.get(s) is not None] if method != "ft" else []
+            rows.append(f"| {TASKS[task].name} ({metric}) | {SHORT_NAMES.get(method, 'FT')} | {len(rs)} | "
+                        f"{mean_std(list(vals.values()))} | {mean_std(diffs) if diffs else ''} |")
+    if not rows:
+        return []
+    return ["GLUE's second metric for MRPC and STS-B, at the epoch where the headline metric was best:", "",
+            "| task (metric) | method | seeds | dev score | paired Δ vs FT |", "|---|---|---|---|---|"] + rows + [""]
+
+
 def attendout_rates_figure(runs: List[dict], figures: Path, rel: str) -> List[str]:
     """The paper's Fig. 3 from our AttendOut runs: G-Net's mean drop probability per attacked
     layer at the end of every epoch (fairseq's per-epoch mean), averaged over seeds, per task."""
@@ -328,7 +356,7 @@ def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional
                 f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
                 "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
             ""] + majority_line(references or {}, sorted({r["task"] for r in runs}))
-            + comparison(runs, figures, rel, "glue_paired_differences.png")
+            + comparison(runs, figures, rel, "glue_paired_differences.png") + second_metrics_table(runs)
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 

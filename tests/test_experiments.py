@@ -253,6 +253,23 @@ def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
     assert (tmp_path / "glue_curves.png").stat().st_size > 5000
 
 
+def test_second_glue_metric_is_read_at_the_headline_metrics_best_epoch():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    runs = []
+    for seed, (ft_acc, ad_acc) in zip((1, 2), ((78.0, 70.0), (76.0, 72.0))):
+        for method, acc in (("ft", ft_acc), ("addrop", ad_acc)):
+            r = synthetic_run("glue", "mrpc", method, seed, 85.0)  # best epoch 2
+            for e in r["epochs"]:
+                e["valid_accuracy"] = acc if e["epoch"] == 2 else 0.0
+            runs.append(r)
+    table = "\n".join(report.second_metrics_table(runs))
+    assert "| MRPC (accuracy) | FT | 2 | 77.0 ± 1.4 |  |" in table
+    assert "| MRPC (accuracy) | AD-DROP | 2 | 71.0 ± 1.4 | -6.0 ± 2.8 |" in table
+    assert "| STS-B" not in table  # no Spearman logged: no row rather than a made-up one
+
+
 def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
