@@ -590,16 +590,20 @@ def prior_section(runs: List[dict], figures: Path, rel: str, references: Optiona
     rates = [r for r in runs if "_rate" in r["method"]] + [r for r in main if r["method"] in ("high", "low")
                                                            and r["seed"] == first]
     if any("_rate" in r["method"] for r in rates):
-        table = {(r["meta"]["strategy"], float(r["meta"]["rate"])): r["best"]["score"] for r in rates}
-        grid = sorted({rate for _, rate in table})
-        ft = [r["best"]["score"] for r in curves.get("none", []) if r["seed"] == first]
-        lines += [f"Dev F1 (best epoch) against the dropping rate, seed {first} (Fig. 7 analogue; none, seed {first}: "
-                  f"{fmt(ft[0] if ft else None)}):", "",
-                  "| strategy | " + " | ".join(f"rate {g:g}" for g in grid) + " |", "|---|" + "---|" * len(grid)]
-        lines += [f"| {s} | " + " | ".join(fmt(table.get((s, g))) for g in grid) + " |" for s in ("high", "low")]
+        scores = {(r["meta"]["strategy"], float(r["meta"]["rate"])): (best_accuracy(r), r["best"]["score"]) for r in rates}
+        grid = sorted({rate for _, rate in scores})
+        none = next((r for r in curves.get("none", []) if r["seed"] == first), None)
+        floor_acc = floor and 100 * floor["dev_counts"][floor["label"]] / floor["dev_size"]
+        lines += [f"Dev accuracy and F1 (each the best over the epochs) against the dropping rate, seed {first} "
+                  f"(Fig. 7 analogue, which plots accuracy). None, seed {first}: accuracy "
+                  f"{fmt(none and best_accuracy(none))}, F1 {fmt(none and none['best']['score'])}"
+                  + (f"; majority class: accuracy {floor_acc:.1f}, F1 {floor['score']:.1f}" if floor else "") + ".", "",
+                  "| strategy (metric) | " + " | ".join(f"rate {g:g}" for g in grid) + " |", "|---|" + "---|" * len(grid)]
+        lines += [f"| {s} ({metric}) | " + " | ".join(fmt((scores.get((s, g)) or (None, None))[i]) for g in grid) + " |"
+                  for s in ("high", "low") for i, metric in enumerate(("accuracy", "F1"))]
         name = "prior_rates.png"
-        plot_rates(rates, figures / name, ft[0] if ft else None, floor and floor["score"])
-        lines += ["", f"![dev score vs dropping rate]({rel}/{name})", ""]
+        plot_rates({k: v[0] for k, v in scores.items()}, figures / name, none and best_accuracy(none), floor_acc)
+        lines += ["", f"![dev accuracy vs dropping rate]({rel}/{name})", ""]
     return lines
 
 
@@ -709,7 +713,14 @@ def plot_prior(curves: Dict[str, List[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_rates(runs: List[dict], path: Path, ft: Optional[float] = None, floor: Optional[float] = None) -> None:
+def best_accuracy(r: dict) -> Optional[float]:
+    vals = [e["valid_accuracy"] for e in r["epochs"] if "valid_accuracy" in e]
+    return max(vals) if vals else None
+
+
+def plot_rates(accuracy: Dict[tuple, Optional[float]], path: Path, ft: Optional[float] = None,
+               floor: Optional[float] = None) -> None:
+    """Fig. 7: best dev accuracy against the dropping rate, high vs low; FT and the majority floor."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     if ft is not None:
@@ -717,11 +728,11 @@ def plot_rates(runs: List[dict], path: Path, ft: Optional[float] = None, floor: 
     if floor is not None:
         ax.axhline(floor, color="grey", linestyle=":", linewidth=1, label="majority class")
     for j, s in enumerate(("high", "low")):
-        pts = sorted((float(r["meta"]["rate"]), r["best"]["score"]) for r in runs if r["meta"].get("strategy") == s)
+        pts = sorted((rate, v) for (strategy, rate), v in accuracy.items() if strategy == s and v is not None)
         if pts:
             ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", color=f"C{j + 2}", label=f"drop {s}")
     ax.set_xlabel("dropping rate")
-    ax.set_ylabel("best dev F1")
+    ax.set_ylabel("best dev accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

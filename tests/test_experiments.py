@@ -193,7 +193,10 @@ def test_prior_section_compares_each_seed_with_none_and_tabulates_the_rates(tmp_
         runs += [prior_run("none", seed, 85.0, none_t, 0.80), prior_run("high", seed, 82.0, high_t, 0.85),
                  prior_run("low", seed, 81.0, low_t, 1.50 if seed < 3 else 0.70)]
     runs += [prior_run(f"high_rate{r}", 1, 83.0 + i, 0.5, 0.5, rate=r) for i, r in enumerate(("0.1", "0.5"))]
-    refs = {"mrpc": {"task": "mrpc", "metric": "f1", "score": 81.22}}
+    for r in runs:
+        for e in r["epochs"]:
+            e["valid_accuracy"] = r["best"]["score"] - 10 + e["epoch"]  # best at the last epoch
+    refs = {"mrpc": {"task": "mrpc", "metric": "f1", "score": 81.22, "label": "1", "dev_size": 400, "dev_counts": {"1": 270}}}
     text = "\n".join(report.prior_section(runs, tmp_path, "figures", refs))
     assert "| high | 3 | 0.910 ± 0.010 | 0.850 ± 0.000 | 82.0 ± 0.0 | 81.0 ± 0.0 |" in text
     assert "MRPC's majority-class floor is F1 81.2" in text
@@ -203,8 +206,9 @@ def test_prior_section_compares_each_seed_with_none_and_tabulates_the_rates(tmp_
     assert "final train loss 0.233 vs none's 0.323, above none's in 1 of 3 seeds; final dev loss 1.233 vs none's " \
            "0.800, above none's in 2 of 3 seeds." in text
     # the rate table: seed 1's rate-0.3 runs join the sweep; none's seed-1 score is the reference
-    assert "(Fig. 7 analogue; none, seed 1: 85.0)" in text
-    assert "| high | 83.0 | 82.0 | 84.0 |" in text and "| low | – | 81.0 | – |" in text
+    assert "None, seed 1: accuracy 79.0, F1 85.0; majority class: accuracy 67.5, F1 81.2." in text
+    assert "| high (accuracy) | 77.0 | 76.0 | 78.0 |" in text and "| high (F1) | 83.0 | 82.0 | 84.0 |" in text
+    assert "| low (accuracy) | – | 75.0 | – |" in text and "| low (F1) | – | 81.0 | – |" in text
     assert (tmp_path / "prior_rates.png").stat().st_size > 5000 and (tmp_path / "prior_losses.png").stat().st_size > 5000
 
 
