@@ -551,7 +551,7 @@ def prior_section(runs: List[dict], figures: Path, rel: str, references: Optiona
              "(the int(p n) lowest-attribution keys, as the reference code).", ""]
     main = [r for r in runs if r["meta"].get("rate") == "0.3" or r["method"] == "none"]
     strategies = ["none", "random", "high", "low"]
-    lines += ["| strategy | seeds | final train loss | final dev loss | best dev F1 | last dev F1 |", "|---|---|---|---|---|---|"]
+    lines += ["| strategy | seeds | final train loss (bits) | final dev loss (bits) | best dev F1 | last dev F1 |", "|---|---|---|---|---|---|"]
     curves = {}
     for s in strategies:
         rs = [r for r in main if r["method"] == s]
@@ -568,20 +568,24 @@ def prior_section(runs: List[dict], figures: Path, rel: str, references: Optiona
         lines += [f"MRPC's majority-class floor is F1 {floor['score']:.1f}: a run there answers \"paraphrase\" for "
                   "every pair.", ""]
     if "none" in curves and len(curves) > 1:
-        none = {r["seed"]: r["epochs"][-1] for r in curves["none"]}
+        none = {r["seed"]: r for r in curves["none"]}
+
+        def mean_loss(r, key):  # the area under the curve: how fast it fits, not only where it ends
+            return statistics.mean(e[key] for e in r["epochs"] if key in e)
 
         def compare(s, key, word):
-            pairs = [(r["epochs"][-1][key], none[r["seed"]][key]) for r in curves[s] if r["seed"] in none]
+            pairs = [(mean_loss(r, key), mean_loss(none[r["seed"]], key)) for r in curves[s] if r["seed"] in none]
             above = sum(a > b for a, b in pairs)
-            return (f"final {word} {statistics.mean(a for a, _ in pairs):.3f} vs none's "
+            return (f"{word} {statistics.mean(a for a, _ in pairs):.3f} vs none's "
                     f"{statistics.mean(b for _, b in pairs):.3f}, above none's in {above} of {len(pairs)} seeds")
 
         expect = {"random": "close to none", "high": "slower fitting: train loss above none's",
                   "low": "faster fitting and overfitting: train loss below none's, dev loss above"}
         said = [f"- {s} (paper: {expect[s]}): {compare(s, 'train_loss', 'train loss')}; "
                 f"{compare(s, 'valid_loss', 'dev loss')}." for s in strategies if s != "none" and s in curves]
-        lines += ["What the data say (final epoch, each seed against none's run with the same seed; after each strategy, "
-                  "what the paper's Fig. 2 shows for it):", ""] + said + [""]
+        lines += ["What the data say (losses averaged over the epochs, i.e. the area under the curves of the "
+                  "figure below; each seed against none's run with the same seed; after each strategy, what the "
+                  "paper's Fig. 2 shows for it):", ""] + said + [""]
     if curves:
         name = "prior_losses.png"
         plot_prior(curves, figures / name)

@@ -190,7 +190,7 @@ def test_prior_section_compares_each_seed_with_none_and_tabulates_the_rates(tmp_
 
     runs = []
     for seed, (none_t, high_t, low_t) in zip((1, 2, 3), ((0.30, 0.90, 0.20), (0.35, 0.92, 0.40), (0.32, 0.91, 0.10))):
-        runs += [prior_run("none", seed, 85.0, none_t, 0.80), prior_run("high", seed, 82.0, high_t, 0.85),
+        runs += [prior_run("none", seed, 85.0, none_t, 0.80), prior_run("high", seed, 82.0, high_t, 0.86),
                  prior_run("low", seed, 81.0, low_t, 1.50 if seed < 3 else 0.70)]
     runs += [prior_run(f"high_rate{r}", 1, 83.0 + i, 0.5, 0.5, rate=r) for i, r in enumerate(("0.1", "0.5"))]
     for r in runs:
@@ -198,13 +198,14 @@ def test_prior_section_compares_each_seed_with_none_and_tabulates_the_rates(tmp_
             e["valid_accuracy"] = r["best"]["score"] - 10 + e["epoch"]  # best at the last epoch
     refs = {"mrpc": {"task": "mrpc", "metric": "f1", "score": 81.22, "label": "1", "dev_size": 400, "dev_counts": {"1": 270}}}
     text = "\n".join(report.prior_section(runs, tmp_path, "figures", refs))
-    assert "| high | 3 | 0.910 ± 0.010 | 0.850 ± 0.000 | 82.0 ± 0.0 | 81.0 ± 0.0 |" in text
+    assert "| high | 3 | 0.910 ± 0.010 | 0.860 ± 0.000 | 82.0 ± 0.0 | 81.0 ± 0.0 |" in text
     assert "MRPC's majority-class floor is F1 81.2" in text
-    # train loss: high above none in every seed; low above none only in seed 2 (0.40 > 0.35)
-    assert "- high (paper: slower fitting: train loss above none's): final train loss 0.910 vs none's 0.323, " \
-           "above none's in 3 of 3 seeds; final dev loss 0.850 vs none's 0.800, above none's in 3 of 3 seeds." in text
-    assert "final train loss 0.233 vs none's 0.323, above none's in 1 of 3 seeds; final dev loss 1.233 vs none's " \
-           "0.800, above none's in 2 of 3 seeds." in text
+    # losses averaged over the 4 epochs (synthetic epochs 1-3: train 1, 1/2, 1/3, dev 0.5; the last set above):
+    # high above none in every seed; low's train loss above none's only in seed 2 (0.558 > 0.546)
+    assert "- high (paper: slower fitting: train loss above none's): train loss 0.686 vs none's 0.539, " \
+           "above none's in 3 of 3 seeds; dev loss 0.590 vs none's 0.575, above none's in 3 of 3 seeds." in text
+    assert "train loss 0.517 vs none's 0.539, above none's in 1 of 3 seeds; dev loss 0.683 vs none's " \
+           "0.575, above none's in 2 of 3 seeds." in text
     # the rate table: seed 1's rate-0.3 runs join the sweep; none's seed-1 score is the reference
     assert "None, seed 1: accuracy 79.0, F1 85.0; majority class: accuracy 67.5, F1 81.2." in text
     assert "| high (accuracy) | 77.0 | 76.0 | 78.0 |" in text and "| high (F1) | 83.0 | 82.0 | 84.0 |" in text
