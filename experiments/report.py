@@ -611,6 +611,13 @@ def prior_section(runs: List[dict], figures: Path, rel: str, references: Optiona
     return lines
 
 
+COST_NAMES = {
+    "ft": "FT", "ga_all": "GA, all 6 layers", "ga_first": "GA, first layer", "aa_all": "AA (attention weights), all layers",
+    "rd_all": "RD (random region: no attribution pass), all layers",
+    "iga_first": "IGA, m = 20 steps (the plugin's default), first layer", "rdrop": "R-Drop (two passes + KL)",
+}
+
+
 def cost_section(runs: List[dict]) -> List[str]:
     if not runs:
         return []
@@ -624,7 +631,7 @@ def cost_section(runs: List[dict]) -> List[str]:
         spu = r["train_wall"] / max(1, r["updates"])
         ratio = spu / (ft["train_wall"] / max(1, ft["updates"])) if ft else None
         mem = r["peak_rss_mb"] / ft["peak_rss_mb"] if ft else None
-        lines.append(f"| {r['method']} | {spu:.2f} | {fmt(ratio, 2)} | {r['peak_rss_mb']:.0f} | {fmt(mem, 2)} |")
+        lines.append(f"| {COST_NAMES.get(r['method'], r['method'])} | {spu:.2f} | {fmt(ratio, 2)} | {r['peak_rss_mb']:.0f} | {fmt(mem, 2)} |")
     return lines + [""]
 
 
