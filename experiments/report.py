@@ -371,8 +371,8 @@ def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: 
     tasks = [t for t in TASK_ORDER if ("epochs", t, "ft") in groups]
     lines = [f"## epochs: {long} epochs instead of {short}", "",
              f"FT and AD-DROP with the glue study's settings (same subsets, learning rate, p, q, layers, seeds), "
-             f"trained {long} epochs: the epochs half of FT's tuning, and the regime a regularizer is meant for "
-             "(FT trained longer fits its 1000 examples and overfits). Δ FT = FT's best-epoch dev score at "
+             f"trained {long} epochs: the epochs half of FT's tuning, and, if FT trained longer overfits its "
+             "1000 examples (the regime line below says whether it does), the regime a regularizer is meant for. Δ FT = FT's best-epoch dev score at "
              f"{long} minus at {short} epochs, same seed; Δ AD-DROP = AD-DROP minus FT at the same budget, same seed.", "",
              f"| task (metric) | FT, {short} ep | FT, {long} ep | Δ FT {long} vs {short} | Δ AD-DROP, {short} ep | "
              f"Δ AD-DROP, {long} ep |", "|---|---|---|---|---|---|"]
@@ -797,8 +797,8 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
         if verdicts:
             lines += ["", "AD-DROP against FT: " + "; ".join(f"{v} on {', '.join(ts)}" for v, ts in sorted(verdicts.items())) + "."]
         lines.append("")
-    for study, what in (("epochs", f"Trained {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS} (FT overfits "
-                                   "more; same settings otherwise)"),
+    for study, what in (("epochs", f"Trained {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS} (same "
+                                   "settings otherwise)"),
                         ("ner", "NER (CoNLL-2003, seqeval entity F1)"),
                         ("mt", "Translation (WMT16 newsdev slices, test BLEU)")):
         srs = [r for r in runs if r["study"] == study]
