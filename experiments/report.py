@@ -220,6 +220,10 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
               "two at a time: indicative; the cost study and benchmarks/ are the clean measurements).",
               "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict, from three seeds "
                                      "on, is a two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
+    tested = sum(len(d) >= MIN_SEEDS_FOR_VERDICT for d in plot.values())
+    if tested > 1:
+        lines += [f"{tested} comparisons at 5% each: about {0.05 * tested:.1f} \"helps\" or \"hurts\" would appear by chance "
+                  "alone where no method differs from FT; a lone verdict with a small effect deserves that doubt.", ""]
     if plot:
         plot_paired(plot, figures / figure)
         lines += [f"![paired differences to FT]({rel}/{figure})", ""]

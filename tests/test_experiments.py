@@ -362,7 +362,7 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.07)" in block
 
 
-def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
+def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
     from scipy.stats import ttest_1samp
@@ -380,6 +380,10 @@ def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent():
     assert report.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
     assert report.verdict([0.5]) == "one seed: no verdict" and report.paired_p([0.5]) is None
     assert report.verdict([0.0, 0.0, 0.0]) == "within noise" and report.verdict([1.0, 1.0, 1.0]) == "helps"
+    # the glue table says how many verdicts chance alone would give (5% of the tested comparisons)
+    runs = [synthetic_run("glue", "mrpc", m, seed, 80.0 + seed * (m != "ft")) for m in ("ft", "addrop", "rd") for seed in (1, 2, 3)]
+    text = "\n".join(report.glue_section(runs, tmp_path, "figures"))
+    assert '2 comparisons at 5% each: about 0.1 "helps" or "hurts" would appear by chance alone' in text
     # two seeds: no verdict, even when both differences are equal (zero variance, p = 0)
     assert report.verdict([-0.7, -0.7]) == "two seeds: no verdict" and report.paired_p([-0.7, -0.7]) == 0.0
 
