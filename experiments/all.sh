@@ -13,6 +13,7 @@ $RUN cost --jobs 1
 $RUN prior --seeds 1,2,3 --jobs 2
 $RUN glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
 $RUN epochs --seeds 1,2,3 --jobs 2   # FT and AD-DROP trained 10 epochs (SST-2, CoLA)
+$RUN epochs_confirm --jobs 2         # SST-2 at 10 epochs again, on fresh seeds 4-8
 # issue 11 (sensitivity first: its p, q map says where AD-DROP can help MiniLM at all), then 12
 $RUN sensitivity --jobs 2
 $RUN confirm --jobs 2          # the best cell (seed 1) against FT on fresh seeds 4-8

@@ -5,7 +5,7 @@
     python experiments/run.py glue  --tasks rte,mrpc,cola,stsb,sst2 --seeds 1,2,3 --jobs 2
     python experiments/run.py prior --seeds 1,2,3 --jobs 2
     python experiments/run.py cost  --jobs 1
-    python experiments/run.py epochs|regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
+    python experiments/run.py epochs|epochs_confirm|regularizers|ner|mt|ablation|sensitivity --seeds 1,2,3 --jobs 2
     python experiments/run.py confirm --jobs 2        # sensitivity's best cell vs FT on fresh seeds 4-8
     python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
     python experiments/run.py --smoke                       # what the test suite runs
@@ -343,6 +343,8 @@ def main(argv=None) -> int:
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "
                 "rate (run `python experiments/run.py tune` first)")
+    if study == "epochs_confirm" and set(seeds) & {1, 2, 3}:
+        build_parser().error("epochs_confirm: seeds 1-3 are the epochs study's; judge it on fresh ones")
     if study == "confirm":
         if 1 in seeds:
             build_parser().error("confirm: seed 1 chose the sensitivity cell; judge it on other seeds")

@@ -302,6 +302,30 @@ def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
     assert "MRPC: FT 83.0 ± 1.7, AD-DROP Δ 1.0 ± 1.0 over 3 seeds: within noise (p = 0.23)" in block
 
 
+def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import studies
+
+    seeds = studies.DEFAULT_SEEDS["epochs_confirm"]
+    assert not set(seeds) & {1, 2, 3} and studies.DEFAULT_TASKS["epochs_confirm"] == ["sst2"]
+    planned = studies.epochs_confirm(["sst2"], seeds, {"sst2": 1e-4})
+    assert {r.study for r in planned} == {"epochs_confirm"} and {r.seed for r in planned} == set(seeds)
+    assert sorted((r.method, r.seed, r.flags, r.epochs) for r in planned) == sorted(
+        (r.method, r.seed, r.flags, r.epochs) for r in studies.epochs(["sst2"], seeds, {"sst2": 1e-4}))
+    out = subprocess.run(RUN + ["epochs_confirm", "--seeds", "3,4", "--dry-run", "--results", str(tmp_path)],
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "seeds 1-3 are the epochs study's" in out.stderr
+    runs = [synthetic_run("epochs_confirm", "mrpc", m, s, 80.0 + (s - 3) * (m == "addrop")) for m in ("ft", "addrop")
+            for s in (4, 5, 6)]
+    text = report.render(runs, tmp_path / "figures", "figures")
+    assert "## epochs_confirm: the epochs study on fresh seeds" in text and "on seeds 4, 5, 6, which played" in text
+    assert "| MRPC (f1) | AD-DROP (GA, pseudo labels, cross-tuning) | 3 | 82.0 ± 1.0 |" in text
+    block = "\n".join(report.readme_block(runs))
+    assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds: MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 1.0 "
+            "over 3 seeds: within noise (p = 0.07).") in block
+
+
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
     sys.path.insert(0, str(REPO / "experiments"))
     import report
