@@ -107,7 +107,9 @@ def verdict(diffs: List[float]) -> str:
 
 def p_text(diffs: List[float]) -> str:
     p = paired_p(diffs)
-    return "" if p is None else "p < 0.01" if p < 0.01 else f"p = {p:.2f}"
+    if p is None:
+        return ""
+    return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"  # 0.047 is not "0.05"
 
 
 def judged(diffs: List[float]) -> str:

@@ -294,7 +294,7 @@ def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
                  synthetic_run("epochs", "mrpc", "ft", seed, ft10), synthetic_run("epochs", "mrpc", "addrop", seed, ad10)]
     text = report.render(runs, tmp_path / "figures", "figures")
     assert f"## epochs: {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS}" in text
-    assert "| MRPC (f1) | 81.0 ± 1.0 | 83.0 ± 1.7 | 2.0 ± 1.0, within noise (p = 0.07) | -1.0 ± 0.0, hurts (p < 0.01) | " \
+    assert "| MRPC (f1) | 81.0 ± 1.0 | 83.0 ± 1.7 | 2.0 ± 1.0, within noise (p = 0.074) | -1.0 ± 0.0, hurts (p < 0.01) | " \
            "1.0 ± 1.0, within noise (p = 0.23) |" in text
     assert (tmp_path / "figures" / "epochs_curves.png").stat().st_size > 5000
     block = "\n".join(report.readme_block(runs))
@@ -323,7 +323,7 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     assert "| MRPC (f1) | AD-DROP (GA, pseudo labels, cross-tuning) | 3 | 82.0 ± 1.0 |" in text
     block = "\n".join(report.readme_block(runs))
     assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds: MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 1.0 "
-            "over 3 seeds: within noise (p = 0.07).") in block
+            "over 3 seeds: within noise (p = 0.074).") in block
 
 
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
@@ -383,7 +383,7 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 0.500 ± 0.000 | 1.0 ± 0.5 |" in text
     block = "\n".join(report.readme_block(confirm))
     assert "SST-2 at the sensitivity map's best cell (p = 0.3, q = 0.5, chosen on seed 1)" in block
-    assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.07)" in block
+    assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.074)" in block
 
 
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
@@ -396,7 +396,7 @@ def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
     assert report.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
     # same mean, a tenth of the spread: t = 34.6 -> helps; mirrored -> hurts
     assert report.verdict([1.9, 2.0, 2.1]) == "helps" and report.verdict([-1.9, -2.0, -2.1]) == "hurts"
-    assert report.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and report.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.07)"
+    assert report.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and report.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.074)"
     # five seeds: t(0.975, 4) = 2.78; mean 1, sd 1 -> t = 2.24 (noise); sd 0.61 -> t = 3.68 (helps)
     five = [0.0, 0.0, 1.0, 2.0, 2.0]
     assert report.verdict(five) == "within noise"
