@@ -7,9 +7,9 @@ convention); MRPC, CoLA, SST-2 keep their 0/1; STS-B keeps its float score (regr
 """
 import csv
 import random
-from collections import Counter
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple

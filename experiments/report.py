@@ -62,7 +62,7 @@ def majority_line(references: Dict[str, dict], tasks: List[str]) -> List[str]:
         return []
     return ["Majority-class floor (the training subset's most frequent label predicted for every dev example): "
             + ", ".join(f"{TASKS[r['task']].name} {r['metric']} {r['score']:.1f}" for r in refs)
-            + "; STS-B none (a constant prediction has no correlation).", ""]
+            + ("; STS-B none (a constant prediction has no correlation)" if "stsb" in tasks else "") + ".", ""]
 
 
 def fmt(x: Optional[float], nd: int = 1) -> str:
@@ -150,6 +150,9 @@ def header(runs: List[dict]) -> List[str]:
 
 def r_key(r: dict) -> str:
     return f"{r['study']}/{r['task']}/{r['method']}/seed{r['seed']}"
+
+
+# ---------------------------------------------------------------------------- studies
 
 
 def tune_section(runs: List[dict]) -> List[str]:
@@ -613,17 +616,17 @@ def prior_section(runs: List[dict], figures: Path, rel: str, references: Optiona
     if any("_rate" in r["method"] for r in rates):
         scores = {(r["meta"]["strategy"], float(r["meta"]["rate"])): (best_accuracy(r), r["best"]["score"]) for r in rates}
         grid = sorted({rate for _, rate in scores})
-        none = next((r for r in curves.get("none", []) if r["seed"] == first), None)
+        none_first = next((r for r in curves.get("none", []) if r["seed"] == first), None)
         floor_acc = floor and 100 * floor["dev_counts"][floor["label"]] / floor["dev_size"]
         lines += [f"Dev accuracy and F1 (each the best over the epochs) against the dropping rate, seed {first} "
                   f"(Fig. 7 analogue, which plots accuracy). None, seed {first}: accuracy "
-                  f"{fmt(none and best_accuracy(none))}, F1 {fmt(none and none['best']['score'])}"
+                  f"{fmt(none_first and best_accuracy(none_first))}, F1 {fmt(none_first and none_first['best']['score'])}"
                   + (f"; majority class: accuracy {floor_acc:.1f}, F1 {floor['score']:.1f}" if floor else "") + ".", "",
                   "| strategy (metric) | " + " | ".join(f"rate {g:g}" for g in grid) + " |", "|---|" + "---|" * len(grid)]
         lines += [f"| {s} ({metric}) | " + " | ".join(fmt((scores.get((s, g)) or (None, None))[i]) for g in grid) + " |"
                   for s in ("high", "low") for i, metric in enumerate(("accuracy", "F1"))]
         name = "prior_rates.png"
-        plot_rates({k: v[0] for k, v in scores.items()}, figures / name, none and best_accuracy(none), floor_acc)
+        plot_rates({k: v[0] for k, v in scores.items()}, figures / name, none_first and best_accuracy(none_first), floor_acc)
         lines += ["", f"![dev accuracy vs dropping rate]({rel}/{name})", ""]
     return lines
 
