@@ -324,6 +324,10 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     block = "\n".join(report.readme_block(runs))
     assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds: MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 1.0 "
             "over 3 seeds: within noise (p = 0.074).") in block
+    assert "Both studies' seeds together" not in text
+    found = [synthetic_run("epochs", "mrpc", m, s, 80.0 + 2 * (m == "addrop")) for m in ("ft", "addrop") for s in (1, 2, 3)]
+    text = report.render(runs + found, tmp_path / "figures", "figures")
+    assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6 over 6 seeds, ahead on 6 of 6; helps (p < 0.01).") in text
 
 
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
@@ -462,3 +466,19 @@ def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared
         data=str(binned), num_classes=2, regression_target=False, classification_head_name="head", seed=1))
     task.load_dataset("test")
     assert len(task.dataset("test")) == glue.HELDOUT
+
+
+def test_cost_names_read_igas_step_count_from_the_command():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    from addrop_fairseq.criterions.addrop_ce import ADDropCriterionConfig
+
+    assert report.IG_STEPS_DEFAULT == ADDropCriterionConfig().addrop_ig_steps
+    default = synthetic_run("cost", "mrpc", "iga_first", 1, 0.0)
+    set_m = {**default, "command": ["fairseq-train", "--addrop-ig-steps", "5"]}
+    assert report.cost_name(default, long=False) == f"IGA first layer (m = {report.IG_STEPS_DEFAULT})"
+    assert report.cost_name(default, long=True) == f"IGA, first layer, m = {report.IG_STEPS_DEFAULT} (the default)"
+    assert report.cost_name(set_m, long=False) == "IGA first layer (m = 5)"
+    runs = [synthetic_run("cost", "mrpc", m, 1, 0.0, spu=x) for m, x in (("ft", 1.0), ("ga_first", 1.5), ("iga_first", 14.0))]
+    assert ("Cost per update relative to FT (MRPC, one CPU thread, AD-DROP on every update): GA first layer ×1.50, "
+            f"IGA first layer (m = {report.IG_STEPS_DEFAULT}) ×14.00;") in "\n".join(report.readme_block(runs))
