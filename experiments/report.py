@@ -425,7 +425,7 @@ def epochs_confirm_section(runs: List[dict], epochs_runs: List[dict], figures: P
                           f"{mean_std(diffs)} over {len(diffs)} seeds, ahead on {sum(d > 0 for d in diffs)} of "
                           f"{len(diffs)}; {judged(diffs)}.")
     if pooled:
-        lines += ["Both studies' seeds together (what `scripts/demo.sh` prints beside its live pair; the seeds "
+        lines += ["Both studies' seeds together (the seeds "
                   "that chose the setting are in it, so the fresh seeds above are the unbiased test):", ""] + pooled + [""]
     return lines
 
