@@ -420,7 +420,8 @@ def epochs_confirm_section(runs: List[dict], epochs_runs: List[dict], figures: P
         both = [r for r in runs + epochs_runs if r["task"] == task]
         ft = {r["seed"]: r for r in both if r["method"] == "ft"}
         diffs = paired_diffs([r for r in both if r["method"] == "addrop"], ft)
-        if len(diffs) > len(paired_diffs([r for r in runs if r["task"] == task and r["method"] == "addrop"], ft)):
+        fresh = paired_diffs([r for r in runs if r["task"] == task and r["method"] == "addrop"], ft)
+        if fresh and len(diffs) > len(fresh):
             pooled.append(f"- {TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, AD-DROP Δ "
                           f"{mean_std(diffs)} over {len(diffs)} seeds, ahead on {sum(d > 0 for d in diffs)} of "
                           f"{len(diffs)}; {judged(diffs)}.")

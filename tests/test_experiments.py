@@ -325,9 +325,11 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds: MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 1.0 "
             "over 3 seeds: within noise (p = 0.074).") in block
     assert "Both studies' seeds together" not in text
-    found = [synthetic_run("epochs", "mrpc", m, s, 80.0 + 2 * (m == "addrop")) for m in ("ft", "addrop") for s in (1, 2, 3)]
+    found = [synthetic_run("epochs", t, m, s, 80.0 + 2 * (m == "addrop")) for t in ("mrpc", "cola")
+             for m in ("ft", "addrop") for s in (1, 2, 3)]
     text = report.render(runs + found, tmp_path / "figures", "figures")
     assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6 over 6 seeds, ahead on 6 of 6; helps (p < 0.01).") in text
+    assert "- CoLA: FT" not in text  # not judged on fresh seeds: nothing to pool
 
 
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
