@@ -857,8 +857,14 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
             ft = {r["seed"]: r for r in srs if r["task"] == task and r["method"] == "ft"}
             diffs = paired_diffs([r for r in srs if r["task"] == task and r["method"] == "addrop"], ft)
             if diffs:
+                loss = ""
+                if study.startswith("epochs"):  # the regularizing effect the score does not show
+                    ad = [r for r in srs if r["task"] == task and r["method"] == "addrop"]
+                    loss = (f", dev loss after the last epoch FT {mean_std([r['epochs'][-1]['valid_loss'] for r in ft.values()], 2)} "
+                            f"vs AD-DROP {mean_std([r['epochs'][-1]['valid_loss'] for r in ad], 2)}")
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
-                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: {judged(diffs)}")
+                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: "
+                             f"{judged(diffs)}{loss}")
         if parts:
             lines += [f"{what}: " + "; ".join(parts) + ".", ""]
     confirm = [r for r in runs if r["study"] == "confirm"]
