@@ -19,7 +19,7 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -369,7 +369,8 @@ def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 
-def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: str) -> List[str]:
+def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: str,
+                   confirm_runs: Sequence[dict] = ()) -> List[str]:
     """FT and AD-DROP trained ``LONG_EPOCHS`` epochs next to the glue study's ``EPOCHS``: per task,
     FT at both budgets (paired by seed: the epochs half of FT's tuning) and AD-DROP's paired Δ
     to FT at each budget; then the long runs' full table and learning curves."""
@@ -386,6 +387,13 @@ def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: 
              f"| task (metric) | FT, {short} ep | FT, {long} ep | Δ FT {long} vs {short} | Δ AD-DROP, {short} ep | "
              f"Δ AD-DROP, {long} ep |", "|---|---|---|---|---|---|"]
     sentences = []
+
+    def again(task: str) -> str:
+        """What the same comparison gave on the fresh seeds of study epochs_confirm."""
+        ft = {r["seed"]: r for r in confirm_runs if r["task"] == task and r["method"] == "ft"}
+        d = paired_diffs([r for r in confirm_runs if r["task"] == task and r["method"] == "addrop"], ft)
+        return f" Judged again on {len(d)} fresh seeds (epochs_confirm, below): {judged(d)}, Δ {mean_std(d)}." if d else ""
+
     for t in tasks:
         ft = {n: {r["seed"]: r for r in groups.get((study, t, "ft"), [])} for n, study in ((short, "glue"), (long, "epochs"))}
         d_ft = paired_diffs(list(ft[long].values()), ft[short])
@@ -400,7 +408,7 @@ def epochs_section(runs: List[dict], glue_runs: List[dict], figures: Path, rel: 
         if d_ad[long]:
             sentences.append(f"- {TASKS[t].name}: for FT, {long} epochs instead of {short}: "
                              f"{judged(d_ft) if d_ft else 'not paired'}; AD-DROP against FT at {long} epochs: "
-                             f"{judged(d_ad[long])}, Δ {mean_std(d_ad[long])}.")
+                             f"{judged(d_ad[long])}, Δ {mean_std(d_ad[long])}." + again(t))
     lines += ["", "What the data say:", ""] + sentences + [""]
     lines += comparison(runs, figures, rel, "epochs_paired_differences.png")
     return lines + learning_curves(runs, figures, rel, "epochs_curves.png")
@@ -549,7 +557,8 @@ def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, 
                                                         for q in grid) + " |")
             best = max(diffs, key=diffs.get)
             above = sum(d > 0 for d in diffs.values())
-            lines += ["", f"Best cell p = {best[0]:g}, q = {best[1]:g} ({diffs[best]:+.1f}); {above} of "
+            partial = "" if len(diffs) == len(grid) ** 2 else f"So far ({len(diffs)} of {len(grid) ** 2} cells run): "
+            lines += ["", f"{partial}Best cell p = {best[0]:g}, q = {best[1]:g} ({diffs[best]:+.1f}); {above} of "
                       f"{len(diffs)} cells above FT's mean; the plugin's default p = q = 0.3: "
                       + (f"{diffs[(0.3, 0.3)]:+.1f}." if (0.3, 0.3) in diffs else "not run."), ""]
         name = f"sensitivity_{t}.png"
@@ -875,8 +884,12 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
             lines += [f"{TASKS[task].name} at the sensitivity map's best cell ({cell}, chosen on seed 1), judged on "
                       f"fresh seeds: FT {mean_std([r['best']['score'] for r in ft.values()])}, AD-DROP Δ "
                       f"{mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: {judged(diffs)}.", ""]
-    if any(r["study"] == "sensitivity" for r in runs):
-        lines += ["Sensitivity to p and q (difference to FT, scaled to [-1, 1]), with and without cross-tuning:", ""]
+    sensitivity = [r for r in runs if r["study"] == "sensitivity"]
+    if sensitivity:
+        planned = len(studies.sensitivity(sorted({r["task"] for r in sensitivity}), [1], {}))
+        so_far = f" (so far {len(sensitivity)} of {planned} runs)" if len(sensitivity) < planned else ""
+        lines += [f"Sensitivity to p and q{so_far} (difference to FT, scaled to [-1, 1]), with and without "
+                  "cross-tuning:", ""]
         lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
                   for t in sorted({r["task"] for r in runs if r["study"] == "sensitivity"})] + [""]
     if any(r["study"] == "prior" for r in runs):
@@ -920,7 +933,8 @@ def render(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[
 
     lines += glue_section([r for (s,), rs in per_study.items() if s in ("glue", "regularizers", "smoke") for r in rs
                            if family(r) == "glue"], figures, rel, references)
-    lines += epochs_section(per_study.get(("epochs",), []), per_study.get(("glue",), []), figures, rel)
+    lines += epochs_section(per_study.get(("epochs",), []), per_study.get(("glue",), []), figures, rel,
+                            per_study.get(("epochs_confirm",), []))
     lines += epochs_confirm_section(per_study.get(("epochs_confirm",), []), per_study.get(("epochs",), []), figures, rel)
     lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
                           if family(r) == "ner"], figures, rel)

@@ -239,6 +239,10 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
     assert "0 of 25 cells above FT's mean; the plugin's default p = q = 0.3: -2.0." in text
     assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
+    assert "So far" not in text
+    partial = [r for r in runs if r["study"] != "sensitivity" or r["meta"]["p"] == "0.1"]
+    assert ("So far (5 of 25 cells run): Best cell p = 0.1, q = 0.1 (+1.0); 5 of 5 cells above FT's mean; the "
+            "plugin's default p = q = 0.3: not run.") in report.render(partial, tmp_path / "figures", "figures")
 
 
 def test_glue_curves_and_ft_regime_are_computed_from_the_epochs(tmp_path):
@@ -334,6 +338,8 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     text = report.render(runs + found, tmp_path / "figures", "figures")
     assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6 over 6 seeds, ahead on 6 of 6; helps (p < 0.01).") in text
     assert "- CoLA: FT" not in text  # not judged on fresh seeds: nothing to pool
+    assert ("AD-DROP against FT at 10 epochs: helps (p < 0.01), Δ 2.0 ± 0.0. Judged again on 3 fresh seeds "
+            "(epochs_confirm, below): within noise (p = 0.074), Δ 2.0 ± 1.0.") in text
 
 
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
