@@ -887,7 +887,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
     sensitivity = [r for r in runs if r["study"] == "sensitivity"]
     if sensitivity:
         planned = len(studies.sensitivity(sorted({r["task"] for r in sensitivity}), [1], {}))
-        so_far = f" (so far {len(sensitivity)} of {planned} runs)" if len(sensitivity) < planned else ""
+        so_far = f", so far {len(sensitivity)} of {planned} runs" if len(sensitivity) < planned else ""
         lines += [f"Sensitivity to p and q{so_far} (difference to FT, scaled to [-1, 1]), with and without "
                   "cross-tuning:", ""]
         lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
