@@ -735,15 +735,20 @@ def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]})
     diffs = {k: v - ft_mean for k, v in scores.items()}
     scale = max((abs(d) for d in diffs.values()), default=1.0) or 1.0
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("0.8")  # a cell not run yet is grey, not the white of "no difference"
     for ax, schedule in zip(axes[:2], ("cross", "always")):
         img = [[diffs.get((schedule, p, q), float("nan")) / scale for q in grid] for p in grid]
-        im = ax.imshow(img, cmap="RdBu_r", vmin=-1, vmax=1)
+        im = ax.imshow(img, cmap=cmap, vmin=-1, vmax=1)
         ax.set_xticks(range(len(grid)), [f"{q:g}" for q in grid])
         ax.set_yticks(range(len(grid)), [f"{p:g}" for p in grid])
         ax.set_xlabel("q")
         ax.set_ylabel("p")
-        ax.set_title(f"{'with' if schedule == 'cross' else 'without'} cross-tuning", fontsize=9)
+        missing = sum((schedule, p, q) not in diffs for p in grid for q in grid)
+        ax.set_title(f"{'with' if schedule == 'cross' else 'without'} cross-tuning"
+                     + (f" (grey: {missing} cells not run)" if missing else ""), fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046, label="(score − FT mean) / max |·|")
+    fig.get_layout_engine().set(wspace=0.12)  # room between the colorbar's label and the box plot's
     data = [[v for (s, _, _), v in scores.items() if s == schedule] for schedule in ("cross", "always")]
     axes[2].boxplot(data, showfliers=False)
     for i, d in enumerate(data):
