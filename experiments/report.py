@@ -735,8 +735,7 @@ def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]})
     diffs = {k: v - ft_mean for k, v in scores.items()}
     scale = max((abs(d) for d in diffs.values()), default=1.0) or 1.0
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("0.8")  # a cell not run yet is grey, not the white of "no difference"
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # a cell not run yet: grey, not "no difference" white
     for ax, schedule in zip(axes[:2], ("cross", "always")):
         img = [[diffs.get((schedule, p, q), float("nan")) / scale for q in grid] for p in grid]
         im = ax.imshow(img, cmap=cmap, vmin=-1, vmax=1)
