@@ -524,14 +524,14 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
 
 
 def sensitivity_cells(runs: List[dict], glue_runs: List[dict]):
-    """{task: (FT mean, {(schedule, p, q): best score})}"""
+    """{task: (FT mean, {(schedule, p, q): best score}, {seed: FT's best score})}"""
     out = {}
     for t in TASK_ORDER:
         rs = [r for r in runs if r["task"] == t]
-        ft = [r["best"]["score"] for r in glue_runs if r["task"] == t and r["method"] == "ft"]
+        ft = {r["seed"]: r["best"]["score"] for r in glue_runs if r["task"] == t and r["method"] == "ft"}
         if rs and ft:
-            out[t] = (statistics.mean(ft), {(r["meta"]["schedule"], float(r["meta"]["p"]), float(r["meta"]["q"])):
-                                            r["best"]["score"] for r in rs})
+            out[t] = (statistics.mean(ft.values()), {(r["meta"]["schedule"], float(r["meta"]["p"]), float(r["meta"]["q"])):
+                                                     r["best"]["score"] for r in rs}, ft)
     return out
 
 
@@ -544,7 +544,8 @@ def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, 
              f"Every (p, q) in {{{', '.join(f'{x:g}' for x in grid)}}}², with cross-tuning and without (AD-DROP on "
              "every epoch), one seed; the difference of the best-epoch dev score to FT's mean over the glue "
              "study's seeds, divided by the largest absolute difference of the grid (MaxAbsScaler, as the paper).", ""]
-    for t, (ft_mean, scores) in cells.items():
+    for t, (ft_mean, scores, ft_by_seed) in cells.items():
+        seeds = sorted({r["seed"] for r in runs if r["task"] == t})
         for schedule in ("cross", "always"):
             diffs = {(p, q): v - ft_mean for (s, p, q), v in scores.items() if s == schedule}
             if not diffs:
@@ -560,11 +561,22 @@ def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, 
             partial = "" if len(diffs) == len(grid) ** 2 else f"So far ({len(diffs)} of {len(grid) ** 2} cells run): "
             lines += ["", f"{partial}Best cell p = {best[0]:g}, q = {best[1]:g} ({diffs[best]:+.1f}); {above} of "
                       f"{len(diffs)} cells above FT's mean; the plugin's default p = q = 0.3: "
-                      + (f"{diffs[(0.3, 0.3)]:+.1f}." if (0.3, 0.3) in diffs else "not run."), ""]
+                      + (f"{diffs[(0.3, 0.3)]:+.1f}." if (0.3, 0.3) in diffs else "not run.")
+                      + same_seed(ft_mean, ft_by_seed, seeds, [v for (s, _, _), v in scores.items() if s == schedule]), ""]
         name = f"sensitivity_{t}.png"
         plot_sensitivity(t, ft_mean, scores, figures / name)
         lines += [f"![p x q heat maps and score distributions]({rel}/{name})", ""]
     return lines
+
+
+def same_seed(ft_mean: float, ft_by_seed: Dict[int, float], seeds: List[int], cells: List[float]) -> str:
+    """The grid against FT on its own seed: a one-seed map measured against FT's mean carries
+    that seed's luck (paired, as every other table here)."""
+    if len(seeds) != 1 or seeds[0] not in ft_by_seed:
+        return ""
+    ft = ft_by_seed[seeds[0]]
+    return (f" Against FT on the same seed (seed {seeds[0]}: {ft:.1f}, {ft - ft_mean:+.1f} from FT's mean), "
+            f"{sum(c > ft for c in cells)} of {len(cells)} cells are above.")
 
 
 def best_cells(runs: List[dict]) -> Dict[str, str]:
@@ -892,8 +904,16 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
     if sensitivity:
         planned = len(studies.sensitivity(sorted({r["task"] for r in sensitivity}), [1], {}))
         so_far = f", so far {len(sensitivity)} of {planned} runs" if len(sensitivity) < planned else ""
-        lines += [f"Sensitivity to p and q{so_far} (difference to FT, scaled to [-1, 1]), with and without "
-                  "cross-tuning:", ""]
+        paired = []
+        for t, (ft_mean, scores, ft_by_seed) in sensitivity_cells(
+                sensitivity, [r for r in runs if r["study"] == "glue"]).items():
+            seeds = sorted({r["seed"] for r in sensitivity if r["task"] == t})
+            if len(seeds) == 1 and seeds[0] in ft_by_seed:
+                paired.append(f"{TASKS[t].name} {sum(v > ft_by_seed[seeds[0]] for v in scores.values())} of "
+                              f"{len(scores)} cells above FT on the same seed ({ft_by_seed[seeds[0]]:.1f}; FT's mean "
+                              f"{ft_mean:.1f})")
+        lines += [f"Sensitivity to p and q{so_far} (difference to FT's mean, scaled to [-1, 1]), with and without "
+                  "cross-tuning" + (f"; one seed per cell: {'; '.join(paired)}" if paired else "") + ":", ""]
         lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
                   for t in sorted({r["task"] for r in runs if r["study"] == "sensitivity"})] + [""]
     if any(r["study"] == "prior" for r in runs):

@@ -238,6 +238,12 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert "| 0.5 | +1.0 | +1.0 | +1.0 | +4.0 | +1.0 |" in text
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
     assert "0 of 25 cells above FT's mean; the plugin's default p = q = 0.3: -2.0." in text
+    # paired with FT's own seed 1 (80.0): cross-tuning cells 82 and 85 are above, the others 79 are not
+    assert "+1.0. Against FT on the same seed (seed 1: 80.0, -1.0 from FT's mean), 25 of 25 cells are above." in text
+    assert "-2.0. Against FT on the same seed (seed 1: 80.0, -1.0 from FT's mean), 0 of 25 cells are above." in text
+    assert ("Sensitivity to p and q (difference to FT's mean, scaled to [-1, 1]), with and without cross-tuning; one "
+            "seed per cell: MRPC 25 of 50 cells above FT on the same seed (80.0; FT's mean 81.0):") in "\n".join(
+                report.readme_block(runs))
     assert (tmp_path / "figures" / "sensitivity_mrpc.png").stat().st_size > 5000
     assert "So far" not in text
     partial = [r for r in runs if r["study"] != "sensitivity" or r["meta"]["p"] == "0.1"]
