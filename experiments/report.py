@@ -19,7 +19,7 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -418,7 +418,7 @@ def epochs_confirm_section(runs: List[dict], epochs_runs: List[dict], figures: P
     if not runs:
         return []
     seeds = sorted({r["seed"] for r in runs})
-    lines = [f"## epochs_confirm: the epochs study on fresh seeds", "",
+    lines = ["## epochs_confirm: the epochs study on fresh seeds", "",
              f"FT and AD-DROP exactly as in the epochs study ({studies.LONG_EPOCHS} epochs), on seeds "
              f"{', '.join(map(str, seeds))}, which played no part in choosing that setting (it was one of "
              "several looked at: five tasks, two budgets): a gain must hold here before the README's demo is built on it.", ""] + comparison(
@@ -569,13 +569,18 @@ def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, 
     return lines
 
 
+def own_seed_ft(ft_by_seed: Dict[int, float], seeds: List[int]) -> Optional[Tuple[int, float]]:
+    """(seed, FT's score on it) when the grid ran on one seed FT also ran: a one-seed map measured
+    against FT's mean carries that seed's luck, so it is also judged against FT on its own seed."""
+    return (seeds[0], ft_by_seed[seeds[0]]) if len(seeds) == 1 and seeds[0] in ft_by_seed else None
+
+
 def same_seed(ft_mean: float, ft_by_seed: Dict[int, float], seeds: List[int], cells: List[float]) -> str:
-    """The grid against FT on its own seed: a one-seed map measured against FT's mean carries
-    that seed's luck (paired, as every other table here)."""
-    if len(seeds) != 1 or seeds[0] not in ft_by_seed:
+    own = own_seed_ft(ft_by_seed, seeds)
+    if own is None:
         return ""
-    ft = ft_by_seed[seeds[0]]
-    return (f" Against FT on the same seed (seed {seeds[0]}: {ft:.1f}, {ft - ft_mean:+.1f} from FT's mean), "
+    seed, ft = own
+    return (f" Against FT on the same seed (seed {seed}: {ft:.1f}, {ft - ft_mean:+.1f} from FT's mean), "
             f"{sum(c > ft for c in cells)} of {len(cells)} cells are above.")
 
 
@@ -675,8 +680,8 @@ COST_NAMES = {  # method -> (README's short name, RESULTS.md's long name)
 
 
 def cost_name(r: dict, long: bool) -> str:
-    """The method's name; IGA's with its step count m, read from the command (fairseq's default
-    when the command does not set it)."""
+    """The method's name; IGA's with its step count m, read from the command (the criterion's
+    default when the command does not set it)."""
     name = COST_NAMES.get(r["method"], (r["method"], r["method"]))[long]
     if r["method"].startswith("iga"):
         cmd = r.get("command", [])
@@ -907,11 +912,10 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
         paired = []
         for t, (ft_mean, scores, ft_by_seed) in sensitivity_cells(
                 sensitivity, [r for r in runs if r["study"] == "glue"]).items():
-            seeds = sorted({r["seed"] for r in sensitivity if r["task"] == t})
-            if len(seeds) == 1 and seeds[0] in ft_by_seed:
-                paired.append(f"{TASKS[t].name} {sum(v > ft_by_seed[seeds[0]] for v in scores.values())} of "
-                              f"{len(scores)} cells above FT on the same seed ({ft_by_seed[seeds[0]]:.1f}; FT's mean "
-                              f"{ft_mean:.1f})")
+            own = own_seed_ft(ft_by_seed, sorted({r["seed"] for r in sensitivity if r["task"] == t}))
+            if own:
+                paired.append(f"{TASKS[t].name} {sum(v > own[1] for v in scores.values())} of {len(scores)} cells "
+                              f"above FT on the same seed ({own[1]:.1f}; FT's mean {ft_mean:.1f})")
         lines += [f"Sensitivity to p and q{so_far} (difference to FT's mean, scaled to [-1, 1]), with and without "
                   "cross-tuning" + (f"; one seed per cell: {'; '.join(paired)}" if paired else "") + ":", ""]
         lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
