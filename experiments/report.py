@@ -602,6 +602,42 @@ def confirm_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 runs, figures, rel, "confirm_paired_differences.png")
 
 
+def pq_recommendation(sensitivity_runs: List[dict], confirm_runs: List[dict], glue_runs: List[dict]) -> List[str]:
+    """The p, q to recommend for small-data classification, by a rule fixed before the grid was
+    complete: the map's best cross-tuning cell if the fresh seeds of study ``confirm`` say it helps
+    (paired, p < 0.05); otherwise no cell has shown a gain, and the defaults p = q = 0.3 stay.
+    "Sensible" for the defaults: within FT's seed-to-seed spread of the best cell on the map."""
+    lines = []
+    cells = sensitivity_cells(sensitivity_runs, glue_runs)
+    grid = [(p, q) for p in studies.SENSITIVITY_GRID for q in studies.SENSITIVITY_GRID]
+    for t, (ft_mean, scores, ft_by_seed) in cells.items():
+        cross = {(p, q): v for (s, p, q), v in scores.items() if s == "cross"}
+        best = studies.best_cell(cross)  # the cell study confirm judges
+        if best is None:
+            continue
+        default = (0.3, 0.3)
+        rank = 1 + sum(v > cross[default] for v in cross.values())
+        gap = cross[best] - cross[default]
+        ft_sd = statistics.stdev(ft_by_seed.values()) if len(ft_by_seed) > 1 else None
+        spread = (f"{gap:.1f} below the best cell, " + ("within" if gap <= ft_sd else "more than")
+                  + f" FT's seed-to-seed spread (std {ft_sd:.1f} over {len(ft_by_seed)} seeds)") if ft_sd else f"{gap:.1f} below the best cell"
+        place = f"the defaults p = q = 0.3 rank {rank} of {len(grid)} cells with cross-tuning on the map, {spread}"
+        ft = {r["seed"]: r for r in confirm_runs if r["task"] == t and r["method"] == "ft"}
+        diffs = paired_diffs([r for r in confirm_runs if r["task"] == t and r["method"] == "addrop_best"], ft)
+        name, cell = TASKS[t].name, f"p = {best[0]:g}, q = {best[1]:g}"
+        if len(diffs) < MIN_SEEDS_FOR_VERDICT:
+            lines.append(f"{name}: recommendation pending: study confirm has not judged the best cell ({cell}) "
+                         f"on {MIN_SEEDS_FOR_VERDICT} fresh seeds yet; {place}.")
+        elif verdict(diffs) == "helps":
+            lines.append(f"{name}: recommended p, q for small-data classification: {cell} with cross-tuning, the map's "
+                         f"best cell, ahead of FT on fresh seeds (Δ {mean_std(diffs)}, {p_text(diffs)}); {place}.")
+        else:
+            lines.append(f"{name}: no (p, q) has shown a gain over FT: the map's best cell ({cell}) is "
+                         f"{verdict(diffs)} on fresh seeds (Δ {mean_std(diffs)}, {p_text(diffs)}), so the map's "
+                         f"ranking of cells is one seed's luck and the defaults stay; {place}.")
+    return lines
+
+
 def prior_section(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> List[str]:
     if not runs:
         return []
@@ -920,6 +956,9 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
                   "cross-tuning" + (f"; one seed per cell: {'; '.join(paired)}" if paired else "") + ":", ""]
         lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)"
                   for t in sorted({r["task"] for r in runs if r["study"] == "sensitivity"})] + [""]
+        for x in pq_recommendation(sensitivity, [r for r in runs if r["study"] == "confirm"],
+                                   [r for r in runs if r["study"] == "glue"]):
+            lines += [x, ""]
     if any(r["study"] == "prior" for r in runs):
         lines += ["The paper's prior experiment (MRPC, first layer, gold-label GA, dropping rate 0.3): train and "
                   "dev loss per epoch when dropping none, random, high- or low-attribution positions "
@@ -972,6 +1011,12 @@ def render(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[
     lines += ablation_section(per_study.get(("ablation",), []), glue_runs)
     lines += sensitivity_section(per_study.get(("sensitivity",), []), glue_runs, figures, rel)
     lines += confirm_section(per_study.get(("confirm",), []), figures, rel)
+    recommendation = pq_recommendation(per_study.get(("sensitivity",), []), per_study.get(("confirm",), []), glue_runs)
+    if recommendation:
+        lines += ["### Recommended p and q", "", "Rule, fixed before the grid was complete: the map's best cross-tuning "
+                  "cell if the confirm study says it helps on fresh seeds (paired, p < 0.05), otherwise the "
+                  "plugin's defaults p = q = 0.3 stay; the defaults are sensible if they lie within FT's "
+                  "seed-to-seed spread of the best cell.", ""] + [f"- {x}" for x in recommendation] + [""]
     lines += prior_section([r for (s,), rs in per_study.items() if s == "prior" for r in rs], figures, rel, references)
     lines += cost_section([r for (s,), rs in per_study.items() if s == "cost" for r in rs])
     return "\n".join(lines).rstrip() + "\n"

@@ -91,9 +91,7 @@ def sensitivity_best(results: Path) -> Dict[str, Tuple[float, float]]:
     for path in sorted((results / "sensitivity").glob("*/cross_*/seed*.json")):
         r = json.loads(path.read_text())
         cells.setdefault(r["task"], {})[(float(r["meta"]["p"]), float(r["meta"]["q"]))] = r["best"]["score"]
-    grid = [(p, q) for p in studies.SENSITIVITY_GRID for q in studies.SENSITIVITY_GRID]
-    return {t: max(grid, key=lambda pq: (by_pq[pq], -grid.index(pq))) for t, by_pq in cells.items()
-            if all(pq in by_pq for pq in grid)}
+    return {t: best for t, by_pq in cells.items() if (best := studies.best_cell(by_pq)) is not None}
 
 
 def updates_per_epoch(run: studies.Run, sizes: dict) -> int:

@@ -235,6 +235,15 @@ def sensitivity(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
     return runs
 
 
+def best_cell(by_pq: Dict[Tuple[float, float], float]) -> Optional[Tuple[float, float]]:
+    """The (p, q) of the best score on a complete ``SENSITIVITY_GRID``² (ties: the first in grid
+    order); None while the grid is incomplete, so a partial map chooses nothing."""
+    grid = [(p, q) for p in SENSITIVITY_GRID for q in SENSITIVITY_GRID]
+    if any(pq not in by_pq for pq in grid):
+        return None
+    return max(grid, key=lambda pq: (by_pq[pq], -grid.index(pq)))
+
+
 CONFIRM_SEEDS = (4, 5, 6, 7, 8)  # seeds the selection (the sensitivity study's seed 1) never saw
 
 

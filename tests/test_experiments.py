@@ -500,3 +500,38 @@ def test_cost_names_read_igas_step_count_from_the_command():
     runs = [synthetic_run("cost", "mrpc", m, 1, 0.0, spu=x) for m, x in (("ft", 1.0), ("ga_first", 1.5), ("iga_first", 14.0))]
     assert ("Cost per update relative to FT (MRPC, one CPU thread, AD-DROP on every update): GA first layer ×1.50, "
             f"IGA first layer (m = {report.IG_STEPS_DEFAULT}) ×14.00;") in "\n".join(report.readme_block(runs))
+
+
+def test_pq_recommendation_follows_its_rule(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    import studies
+
+    glue = [synthetic_run("glue", "sst2", "ft", s, v) for s, v in ((1, 80.0), (2, 81.0), (3, 82.0))]  # std 1.0
+    grid = studies.SENSITIVITY_GRID
+    sens = [synthetic_run("sensitivity", "sst2", f"{sch}_p{p:g}_q{q:g}", 1,
+                          83.0 if (p, q) == (0.5, 0.7) else 82.5 if (p, q) == (0.3, 0.3) else 80.0 + p,
+                          meta={"p": f"{p:g}", "q": f"{q:g}", "schedule": sch})
+            for p in grid for q in grid for sch in ("cross", "always")]
+    # defaults (82.5) rank 2 of 25, 0.5 below the best (0.5, 0.7): within FT's std 1.0
+    place = ("the defaults p = q = 0.3 rank 2 of 25 cells with cross-tuning on the map, 0.5 below the best cell, "
+             "within FT's seed-to-seed spread (std 1.0 over 3 seeds)")
+    assert report.pq_recommendation(sens[:-2], [], glue) == []  # incomplete grid: nothing to recommend
+    assert report.pq_recommendation(sens, [], glue) == [
+        f"SST-2: recommendation pending: study confirm has not judged the best cell (p = 0.5, q = 0.7) on 3 fresh "
+        f"seeds yet; {place}."]
+
+    def confirm(gains):
+        return [r for s, g in zip((4, 5, 6), gains) for r in (
+            synthetic_run("confirm", "sst2", "ft", s, 80.0 + s),
+            synthetic_run("confirm", "sst2", "addrop_best", s, 80.0 + s + g, meta={"p": "0.5", "q": "0.7"}))]
+
+    helps = report.pq_recommendation(sens, confirm((2.0, 2.5, 3.0)), glue)  # t = 8.66, 2 dof: p = 1 - t/sqrt(2 + t²)
+    assert helps == [f"SST-2: recommended p, q for small-data classification: p = 0.5, q = 0.7 with cross-tuning, "
+                     f"the map's best cell, ahead of FT on fresh seeds (Δ 2.5 ± 0.5, p = 0.013); {place}."]
+    noise = report.pq_recommendation(sens, confirm((1.0, -1.0, 0.5)), glue)
+    assert noise[0].startswith("SST-2: no (p, q) has shown a gain over FT: the map's best cell (p = 0.5, q = 0.7) is "
+                               "within noise on fresh seeds (Δ 0.2 ± 1.0, p = 0.") and noise[0].endswith(f"; {place}.")
+    text = report.render(glue + sens + confirm((1.0, -1.0, 0.5)), tmp_path / "figures", "figures")
+    assert "### Recommended p and q" in text and noise[0] in text
+    assert noise[0] in "\n".join(report.readme_block(glue + sens + confirm((1.0, -1.0, 0.5))))
