@@ -22,4 +22,5 @@ $RUN tune --tasks ner,ner_scratch,wmt_en_ro,wmt_tr_en --jobs 2
 $RUN ner --seeds 1,2,3 --jobs 2
 $RUN mt --seeds 1,2,3 --jobs 2
 $RUN regularizers --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
+$RUN regularizers --tasks ner --seeds 1,2,3 --jobs 2   # the same peers in the ner table (MiniLM)
 echo "all studies done; now: python experiments/report.py"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from glue import HELDOUT  # the size of the split AttendOut scores on, as for GLUE
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -46,27 +48,39 @@ class NerTask:
         if (binned / "done").exists():
             return binned, sizes
         out.mkdir(parents=True, exist_ok=True)
-        train_txt, dev_txt = out / "train.txt", out / "valid.txt"
+        train_txt, dev_txt, held_txt = out / "train.txt", out / "valid.txt", out / "test.txt"
         _write(src / "train.txt", train_txt, subsample(len(train_all), n))
         _write(src / "valid.txt", dev_txt, list(range(m)))
         cmd = [sys.executable, "-m", "addrop_fairseq.tagging.preprocess", "--train", str(train_txt),
                "--valid", str(dev_txt), "--destdir", str(binned)]
+        held = subsample(len(train_all), HELDOUT, skip=n)
+        if held:  # training sentences outside the subset, the data's "test" split (not CoNLL's test set)
+            _write(src / "train.txt", held_txt, held)
+            cmd += ["--test", str(held_txt)]
         if self.model == "minilm":
             cmd += ["--subword", "hf", "--hf-model-dir", model_dir]
         else:
             cmd += ["--subword", "sentencepiece", "--sentencepiece-vocab-size", "4000"]
         _run(cmd)
+        (binned / "heldout").write_text(f"{len(held)}\n")
         (binned / "done").write_text("ok\n")
         return binned, sizes
 
+    def prepare_heldout(self, data: Path, key: str, n_train: Optional[int], binned: Path, max_length: int,
+                        model_dir: str) -> int:
+        """The held-out split AttendOut scores its nets on: ``prepare`` wrote it (``HELDOUT``
+        training sentences outside the subset, as the data's ``test`` split); its size."""
+        return int((binned / "heldout").read_text())
 
-def subsample(total: int, n: int, seed: int = 0):
-    """Indices of the first ``n`` of a fixed shuffle (seed 0), in corpus order: one subset for every run."""
+
+def subsample(total: int, n: int, seed: int = 0, skip: int = 0):
+    """Indices of the ``n`` after the first ``skip`` of a fixed shuffle (seed 0), in corpus order:
+    one subset for every run, and rows outside it (``skip`` = the subset's size)."""
     import random
 
     order = list(range(total))
     random.Random(seed).shuffle(order)
-    return sorted(order[:n])
+    return sorted(order[skip:skip + n])
 
 
 def _write(src: Path, dst: Path, indices) -> None:

@@ -43,6 +43,10 @@ class GlueTask:
                 max_length: int, model_dir: str) -> Tuple[Path, dict]:
         return prepare(data / "glue", key, n_train, work, n_dev, max_length, model_dir)
 
+    def prepare_heldout(self, data: Path, key: str, n_train: Optional[int], binned: Path, max_length: int,
+                        model_dir: str) -> int:
+        return prepare_heldout(data / "glue", key, n_train, binned, max_length, model_dir)
+
 
 TASKS = {
     "rte": GlueTask("RTE", "accuracy", (), 2, (), 2.4),

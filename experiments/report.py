@@ -348,6 +348,20 @@ def attention_dropout_rates(runs: List[dict]) -> str:
     return ", ".join(f"{TASKS[t].name} {rates[t]:g}" for t in TASK_ORDER if t in rates)
 
 
+def scheduled_text(runs: List[dict]) -> str:
+    """The scheduled scores dropout's setting, read from a run's command (its slopes depend on the
+    run's length: the last layer reaches the end rate at the last update)."""
+    for r in runs:
+        for a in r.get("command", []):
+            if r["method"] == "scheduled" and a.startswith("--attn-reg-slopes="):
+                slopes = a.split("=", 1)[1]
+                at = (studies.SCHEDULE_START - studies.SCHEDULE_END) / -float(slopes.split(",")[-1]) * 1000
+                return (f"scheduled scores dropout from {studies.SCHEDULE_START:g}, per-layer slopes {slopes} "
+                        f"per 1000 updates (the last layer at {studies.SCHEDULE_END:g} after {at:.0f} updates, "
+                        f"a full run's length)")
+    return f"scheduled scores dropout from {studies.SCHEDULE_START:g} down to {studies.SCHEDULE_END:g} in the last layer"
+
+
 def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> List[str]:
     if not runs:
         return []
@@ -362,8 +376,7 @@ def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional
             f"AD-DROP acts on ({attention_dropout_rates(runs)}); R-Drop alpha 1 (its GLUE setting)." + (
                 " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
-                f"attention LayerDrop 0.2; scheduled scores dropout from 0.6, slopes {studies.SCHEDULE_SLOPES} "
-                "per 1000 updates." if any(r["study"] == "regularizers" for r in runs) else ""),
+                f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs) else ""),
             ""] + majority_line(references or {}, sorted({r["task"] for r in runs}))
             + comparison(runs, figures, rel, "glue_paired_differences.png") + second_metrics_table(runs)
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
@@ -449,7 +462,11 @@ def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             f"{studies.BATCH} sentences; AD-DROP and RD with p = {p}, q = {q} (the paper gives none for CoNLL) on "
             "all layers, pseudo-label loss as the attribution target (Eq. 8-10); R-Drop is fairseq's "
             "`label_smoothed_cross_entropy_with_rdrop` (alpha 1). MiniLM is uncased; the tagger is trained "
-            "from scratch.", ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
+            "from scratch." + (
+                " AttendOut and its cheap regularizers (study `regularizers`, MiniLM, same budget): AttendOut "
+                "with T = 20, its nets scored on 200 training sentences outside the subset; scores dropout 0.1; "
+                f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs)
+                else ""), ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
 
 
 def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
@@ -879,7 +896,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None)
     glue_runs = [r for r in runs if r["study"] in ("glue", "regularizers", "smoke")]  # as glue_section
     groups = by(glue_runs, "task", "method")
     peers = [m for m in studies.glue_methods("rte") if m != "ft"]
-    peers += [m for m in studies.regularizer_methods() if any(r["method"] == m for r in glue_runs)]
+    peers += [m for m in studies.REGULARIZERS if any(r["method"] == m for r in glue_runs)]
     tasks = [t for t in GLUE_ORDER if (t, "ft") in groups]
     if tasks:
         seeds = sorted({r["seed"] for r in glue_runs})
@@ -1003,7 +1020,7 @@ def render(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[
     lines += epochs_section(per_study.get(("epochs",), []), per_study.get(("glue",), []), figures, rel,
                             per_study.get(("epochs_confirm",), []))
     lines += epochs_confirm_section(per_study.get(("epochs_confirm",), []), per_study.get(("epochs",), []), figures, rel)
-    lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "smoke") for r in rs
+    lines += ner_section([r for (s,), rs in per_study.items() if s in ("ner", "regularizers", "smoke") for r in rs
                           if family(r) == "ner"], figures, rel)
     lines += mt_section([r for (s,), rs in per_study.items() if s in ("mt", "smoke") for r in rs
                          if family(r) == "mt"], figures, rel)

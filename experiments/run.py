@@ -9,6 +9,7 @@
     python experiments/run.py confirm --jobs 2        # sensitivity's best cell vs FT on fresh seeds 4-8
     python experiments/run.py glue --dry-run                # the plan and its CPU-time estimate
     python experiments/run.py --smoke                       # what the test suite runs
+    python experiments/run.py regularizers --smoke --tasks ner   # a study's pipeline at smoke size, in minutes
     python experiments/report.py                            # RESULTS.md and figures from the JSONs
 
 Every run is ``fairseq-train --user-dir addrop_fairseq ... --log-format json`` (the command a
@@ -317,7 +318,8 @@ def build_parser():
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dry-run", action="store_true", help="print the plan and its CPU-time estimate")
-    p.add_argument("--smoke", action="store_true", help="the smoke study (one task, one seed, a few updates)")
+    p.add_argument("--smoke", action="store_true", help="the smoke study (one task, one seed, a few updates); "
+                   "with a study: that study's runs at smoke size, recorded as study smoke")
     p.add_argument("--only", default=None, help="comma-separated methods to run (default: all of the study's)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--work", type=Path, default=WORK)
@@ -327,7 +329,7 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    study = "smoke" if args.smoke else args.study
+    study = args.study or ("smoke" if args.smoke else None)
     if study is None:
         build_parser().error("name a study or pass --smoke")
     tasks = args.tasks.split(",") if args.tasks else studies.DEFAULT_TASKS[study]
@@ -353,6 +355,8 @@ def main(argv=None) -> int:
         runs = studies.confirm(tasks, seeds, lrs, best)
     else:
         runs = studies.STUDIES[study](tasks, seeds, lrs)
+    if args.smoke and study != "smoke":
+        runs = studies.smoke_sized(runs)
     if args.only:
         runs = [r for r in runs if r.method in args.only.split(",")]
     todo = [r for r in runs if not result_path(args.results, r).exists()]
@@ -375,7 +379,9 @@ def main(argv=None) -> int:
         say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (max length {max_len})")
         prepared[key] = TASKS[task].prepare(data, task, n_train, args.work, n_dev, max_len, model_dir)
         if any("attendout" in r.flags for r in todo if r.task == task):  # its scoring split, not the dev set
-            n = glue.prepare_heldout(data / "glue", task, n_train, prepared[key][0], max_len, model_dir)
+            if not hasattr(TASKS[task], "prepare_heldout"):
+                build_parser().error(f"{task}: AttendOut needs a held-out split, which this task does not make")
+            n = TASKS[task].prepare_heldout(data, task, n_train, prepared[key][0], max_len, model_dir)
             say(f"data: {task} held-out split 'test' ({n} training rows outside the subset) for AttendOut")
     failed = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

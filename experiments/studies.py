@@ -9,6 +9,7 @@ is reported too). The learning rate is the one study ``tune`` picks for FT on se
 task), and every method uses it.
 """
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -84,31 +85,49 @@ def glue_methods(task: str) -> Dict[str, Tuple[Tuple[str, ...], float]]:
     }
 
 
-SCHEDULE_SLOPES = "0,-0.4,-0.8,-1.2,-1.6,-2"  # per 1000 updates: lower layers keep higher rates (Fig. 3's trend)
+SCHEDULE_START, SCHEDULE_END = 0.6, 0.1  # scheduled scores dropout: its QNLI start; the last layer's rate at the end
 
 
-def regularizer_methods() -> Dict[str, Tuple[Tuple[str, ...], float]]:
-    """AttendOut itself and its cheap attention regularizers (its Section 7 settings) as GLUE peers: scores
-    dropout p = 0.1, attention LayerDrop p = 0.2, scheduled scores dropout from 0.6 (its QNLI
-    start) with per-layer slopes reaching 0.1 in the last layer by the end of our 252 updates."""
+def schedule_slopes(updates: int, layers: int = MINILM_LAYERS) -> str:
+    """Per-layer slopes (per 1000 updates) of the scheduled scores dropout: every layer starts at
+    ``SCHEDULE_START``, lower layers keep higher rates (AttendOut Fig. 3's trend), and the last
+    layer reaches ``SCHEDULE_END`` at the run's last update, whatever its length."""
+    drop = (SCHEDULE_START - SCHEDULE_END) / (updates / 1000)
+    return ",".join(f"{-drop * i / (layers - 1) + 0.0:.4g}" for i in range(layers))  # + 0.0: no "-0"
+
+
+REGULARIZERS = ("attendout", "scores_dropout", "attn_layerdrop", "scheduled")  # regularizer_methods' keys
+
+
+def regularizer_methods(updates: int) -> Dict[str, Tuple[Tuple[str, ...], float]]:
+    """AttendOut itself and its cheap attention regularizers (its Section 7 settings) as peers of
+    FT and AD-DROP: scores dropout p = 0.1, attention LayerDrop p = 0.2, scheduled scores dropout
+    (``schedule_slopes`` over the run's ``updates``)."""
     reg = ("--criterion", "attention_regularizer", "--attn-reg-layers", "all")
     return {
         # AttendOut scores its nets on 200 training rows outside the subset, not on the dev set
-        # we report (the paper uses the dev set); T = 20: 12 rounds in our 252 updates
+        # we report (the paper uses the dev set); T = 20: 12 rounds in GLUE's 252 updates
         "attendout": (("--criterion", "attendout", "--attendout-steps", "20", "--attendout-eval", "test"), 2.2),
         "scores_dropout": (reg + ("--attn-reg", "scores-dropout", "--attn-reg-p", "0.1"), 1.05),
         "attn_layerdrop": (reg + ("--attn-reg", "layerdrop", "--attn-reg-p", "0.2"), 1.0),
-        "scheduled": (reg + ("--attn-reg", "scheduled", "--attn-reg-p", "0.6",
-                             f"--attn-reg-slopes={SCHEDULE_SLOPES}"), 1.05),
+        "scheduled": (reg + ("--attn-reg", "scheduled", "--attn-reg-p", f"{SCHEDULE_START:g}",
+                             f"--attn-reg-slopes={schedule_slopes(updates)}"), 1.05),
     }
 
 
 def regularizers(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
-    """Rows of the glue table (same tasks, seeds, learning rates), run after it."""
-    return [
-        Run("regularizers", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), cost=cost)
-        for t in tasks for s in seeds for m, (flags, cost) in regularizer_methods().items()
-    ]
+    """Rows of the glue table (and of the ner table: MiniLM), same tasks, seeds, learning rates
+    and training subsets as there, run after them."""
+    runs = []
+    for t in tasks:
+        n = TRAIN_SIZES.get(t, TRAIN_SIZE)
+        if n is None:
+            raise ValueError(f"regularizers: {t} trains on its whole training set, which leaves no "
+                             "held-out rows for AttendOut to score on")
+        methods = regularizer_methods(math.ceil(n / BATCH) * EPOCHS)
+        runs += [Run("regularizers", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), train_size=n, cost=cost)
+                 for s in seeds for m, (flags, cost) in methods.items()]
+    return runs
 
 
 def tune(tasks, seeds, lrs=None) -> List[Run]:
@@ -325,6 +344,21 @@ def smoke(tasks, seeds, lrs) -> List[Run]:
         methods = {"ft": FT, "addrop": addrop_flags(p, q, "all")}
     return [Run("smoke", task, m, seeds[0], flags, epochs=2, train_size=32, dev_size=16, max_length=64)
             for m, flags in methods.items()]
+
+
+def smoke_sized(runs: List[Run]) -> List[Run]:
+    """A study's runs at the smoke study's size, recorded as study ``smoke``: its pipeline checked
+    in minutes before it spends hours. AttendOut plays its game every 2 updates, so its scoring
+    split is read."""
+    out = []
+    for r in runs:
+        flags = list(r.flags)
+        if "--attendout-steps" in flags:
+            flags[flags.index("--attendout-steps") + 1] = "2"
+        size = (dict(train_size=200) if TASKS[r.task].family == "mt"
+                else dict(train_size=32, dev_size=16, max_length=64))
+        out.append(replace(r, study="smoke", epochs=2, flags=tuple(flags), **size))
+    return out
 
 
 def epochs_confirm(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:

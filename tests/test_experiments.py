@@ -535,3 +535,53 @@ def test_pq_recommendation_follows_its_rule(tmp_path):
     text = report.render(glue + sens + confirm((1.0, -1.0, 0.5)), tmp_path / "figures", "figures")
     assert "### Recommended p and q" in text and noise[0] in text
     assert noise[0] in "\n".join(report.readme_block(glue + sens + confirm((1.0, -1.0, 0.5))))
+
+
+def test_scheduled_slopes_bring_the_last_layer_to_its_end_rate_on_the_last_update():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import studies
+    from addrop_fairseq.masks import scheduled_rate
+
+    for updates in (252, 500):
+        slopes = [float(x) for x in studies.schedule_slopes(updates).split(",")]
+        assert len(slopes) == studies.MINILM_LAYERS and slopes[0] == 0.0
+        rates = [scheduled_rate(studies.SCHEDULE_START, s, updates) for s in slopes]
+        assert rates[0] == studies.SCHEDULE_START and abs(rates[-1] - studies.SCHEDULE_END) < 1e-3
+        assert rates == sorted(rates, reverse=True)  # lower layers keep higher rates
+    runs = studies.regularizers(["rte", "ner"], [1], {})
+    assert {(r.task, r.train_size) for r in runs} == {("rte", 1000), ("ner", 2000)}
+    assert tuple(r.method for r in runs if r.task == "ner") == studies.REGULARIZERS
+    ner_sched = next(r for r in runs if r.task == "ner" and r.method == "scheduled").flags
+    assert f"--attn-reg-slopes={studies.schedule_slopes(125 * studies.EPOCHS)}" in ner_sched
+    with pytest.raises(ValueError, match="no held-out rows"):
+        studies.regularizers(["ner_scratch"], [1], {})
+
+
+def test_a_study_at_smoke_size_runs_attendout_on_held_out_ner_sentences(tmp_path):
+    """``run.py STUDY --smoke``: the regularizers study's AttendOut and scheduled rows on CoNLL-2003
+    with MiniLM, AttendOut scoring its nets on training sentences outside the subset."""
+    args = ["regularizers", "--smoke", "--tasks", "ner", "--seeds", "1", "--only", "attendout,scheduled",
+            "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    proc = subprocess.run(RUN + args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "held-out split 'test' (200 training rows outside the subset)" in proc.stdout
+    data = next((tmp_path / "work" / "data").glob("ner-train32-*"))
+
+    def sentences(name):
+        return [b for b in (data / name).read_text().split("\n\n") if b.strip()]
+
+    train, held = sentences("train.txt"), sentences("test.txt")
+    assert len(train) == 32 and len(set(held)) == 200 and not set(train) & set(held)
+    assert (data / "bin" / "heldout").read_text() == "200\n" and (data / "bin" / "tokens" / "test.bin").exists()
+    attendout = json.loads((tmp_path / "results" / "smoke" / "ner" / "attendout" / "seed1.json").read_text())
+    assert attendout["updates"] == 4 and "--attendout-eval" in attendout["command"]
+    assert attendout["command"][attendout["command"].index("--attendout-steps") + 1] == "2"  # the game is played
+    assert all(f"train_attendout_rate_l{i}" in attendout["epochs"][-1] for i in range(6))
+    log = (tmp_path / "work" / "logs" / "smoke" / "ner" / "attendout" / "seed1.log").read_text()
+    assert "loaded test: 200 sentences" in log
+    rep = subprocess.run(REPORT + ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"),
+                                   "--readme", ""], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = (tmp_path / "report" / "RESULTS.md").read_text()
+    assert "| CoNLL-2003 (MiniLM) (f1) | AttendOut (T = 20, scored on held-out training rows) | 1 |" in text
+    assert "the last layer at 0.1 after 500 updates" in text
