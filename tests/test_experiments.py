@@ -585,3 +585,23 @@ def test_a_study_at_smoke_size_runs_attendout_on_held_out_ner_sentences(tmp_path
     text = (tmp_path / "report" / "RESULTS.md").read_text()
     assert "| CoNLL-2003 (MiniLM) (f1) | AttendOut (T = 20, scored on held-out training rows) | 1 |" in text
     assert "the last layer at 0.1 after 500 updates" in text
+
+
+def test_mt_attention_default_changes_only_on_a_significant_gain_everywhere():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    def runs(gains_ro, gains_tr):
+        out = []
+        for task, gains in (("wmt_en_ro", gains_ro), ("wmt_tr_en", gains_tr)):
+            for seed, g in zip((1, 2, 3), gains):
+                out += [synthetic_run("mt", task, "addrop", seed, 10.0 + seed),
+                        synthetic_run("mt", task, "addrop_dec", seed, 10.0 + seed + g)]
+        return out
+
+    assert report.mt_attention_default([]) == []
+    both = report.mt_attention_default(runs((1.0, 1.1, 0.9), (0.5, 0.6, 0.4)))[0]
+    assert "WMT16 EN-RO (newsdev slice) Δ 1.00 ± 0.10 BLEU over 3 seeds, helps" in both
+    assert "picks encoder + decoder self-attention" in both
+    one = report.mt_attention_default(runs((1.0, 1.1, 0.9), (0.5, -0.6, 0.4)))[0]
+    assert "within noise" in one and "stays encoder self-attention" in one
