@@ -24,6 +24,7 @@ class NerTask:
     family: str = "ner"
     lr_grid: Tuple[float, ...] = (2e-5, 5e-5, 1e-4, 2e-4)
     sec_per_update: float = 0.6  # MiniLM, 16 sentences, 1 thread
+    train_total: int = 14041  # CoNLL-2003 training sentences: a run on all of them (--dry-run estimate)
 
     def fairseq_args(self, model_dir: str) -> Tuple[str, ...]:
         if self.model == "minilm":

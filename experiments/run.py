@@ -299,7 +299,7 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
 
 def estimate(run: studies.Run) -> float:
     """Rough CPU seconds of a run (dry-run plan): updates x seconds per update x method cost + dev passes."""
-    n = run.train_size or 1000
+    n = run.train_size or getattr(TASKS[run.task], "train_total", 1000)
     updates = math.ceil(n / studies.BATCH) * run.epochs
     flags = list(run.flags)
     if "--max-update" in flags:

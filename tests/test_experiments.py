@@ -554,7 +554,7 @@ def test_scheduled_slopes_bring_the_last_layer_to_its_end_rate_on_the_last_updat
     ner_sched = next(r for r in runs if r.task == "ner" and r.method == "scheduled").flags
     assert f"--attn-reg-slopes={studies.schedule_slopes(125 * studies.EPOCHS)}" in ner_sched
     with pytest.raises(ValueError, match="no held-out rows"):
-        studies.regularizers(["ner_scratch"], [1], {})
+        studies.regularizers(["wmt_en_ro"], [1], {})
 
 
 def test_a_study_at_smoke_size_runs_attendout_on_held_out_ner_sentences(tmp_path):
