@@ -11,6 +11,7 @@ RUN="python experiments/run.py"
 $RUN tune --tasks rte,mrpc,cola,stsb,sst2 --jobs 2
 $RUN cost --jobs 1
 $RUN prior --seeds 1,2,3 --jobs 2
+python experiments/prior_mechanism.py   # why "high" collapses: its masks on a trained model
 $RUN glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
 $RUN epochs --seeds 1,2,3 --jobs 2   # FT and AD-DROP trained 10 epochs (SST-2, CoLA)
 $RUN epochs_confirm --jobs 2         # SST-2 at 10 epochs again, on fresh seeds 4-8

@@ -605,3 +605,39 @@ def test_mt_attention_default_changes_only_on_a_significant_gain_everywhere():
     assert "picks encoder + decoder self-attention" in both
     one = report.mt_attention_default(runs((1.0, 1.1, 0.9), (0.5, -0.6, 0.4)))[0]
     assert "within noise" in one and "stays encoder self-attention" in one
+
+
+def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import torch
+
+    import prior_mechanism
+    import report
+
+    tokens = ["[CLS]", "the", "cat", ",", "[SEP]", "a", "dog", "[SEP]"]
+    assert [prior_mechanism.category(t) for t in tokens] == [
+        "[CLS]", "other", "other", "punctuation", "[SEP]", "other", "other", "[SEP]"]
+    mask = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3
+    slow = {}
+    for k, tok in enumerate(tokens):  # per key: rows (head, query) that drop it, over all rows
+        rows = [bool(mask[h, t, k]) for h in range(2) for t in range(8)]
+        share, n = slow.get(prior_mechanism.category(tok), (0.0, 0))
+        slow[prior_mechanism.category(tok)] = (share + sum(rows) / len(rows), n + 1)
+    fast = prior_mechanism.key_drop_shares(mask, tokens)
+    assert fast.keys() == slow.keys() and all(abs(fast[c][0] - slow[c][0]) < 1e-6 and fast[c][1] == slow[c][1]
+                                              for c in slow)
+
+    def strategy(delta, flipped, cls):
+        return {"pairs": 408, "gold_loss_clean": 0.3, "gold_loss_masked": 0.3 + delta, "delta_mean": delta,
+                "delta_std": 0.1, "right": 300, "flipped": flipped,
+                "drop_share": {"[CLS]": cls, "[SEP]": 0.2, "punctuation": 0.3, "other": 0.3}}
+
+    m = {"task": "mrpc", "rate": 0.3, "layer": 0, "labels": "gold", "checkpoint": "FT, seed 1, best epoch",
+         "strategies": {"random": strategy(0.05, 6, 0.3), "high": strategy(0.8, 90, 0.1), "low": strategy(-0.01, 1, 0.4)}}
+    lines = report.prior_mechanism_lines(m)
+    assert "| high | 0.300 | 1.100 | +0.800 ± 0.100 | 90 of 300 (30%) | 10% | 20% | 30% | 30% |" in lines
+    assert any("raises the gold loss by +0.800 nats per pair, against +0.050 for a random region" in x and
+               "carry the evidence" in x for x in lines)
+    m["strategies"]["random"]["delta_mean"] = 0.9
+    assert any("does not remove more evidence" in x for x in report.prior_mechanism_lines(m))
+    assert report.prior_mechanism_lines(None) == []
