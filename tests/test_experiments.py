@@ -83,8 +83,9 @@ def test_the_repository_readme_block_is_what_report_writes():
 
     text = (REPO / "README.md").read_text()
     block = text.split(report.README_BEGIN)[1].split(report.README_END)[0]
-    assert block == "\n" + "\n".join(report.readme_block(report.load(REPO / "experiments" / "results"),
-                                                        report.load_references(REPO / "experiments" / "results"))) + "\n"
+    results = REPO / "experiments" / "results"
+    assert block == "\n" + "\n".join(report.readme_block(report.load(results), report.load_references(results),
+                                                        report.load_mechanism(results))) + "\n"
 
 
 def test_dry_run_prints_the_plan_and_estimate(tmp_path):
@@ -641,3 +642,6 @@ def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
     m["strategies"]["random"]["delta_mean"] = 0.9
     assert any("does not remove more evidence" in x for x in report.prior_mechanism_lines(m))
     assert report.prior_mechanism_lines(None) == []
+    runs = [synthetic_run("prior", "mrpc", "none", 1, 80.0, meta={"strategy": "none", "rate": "0.3"})]
+    assert "raises the gold-label loss by +0.80 nats per dev pair and turns 90 of 300 right predictions wrong" in \
+        "\n".join(report.readme_block(runs, None, m))
