@@ -546,22 +546,31 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
     groups = by(runs + [r for r in glue_runs if r["task"] in tasks], "study", "task", "method")
     lines = ["## ablation: the paper's Table 2", "",
              "AD-DROP with one part replaced, same learning rate, seeds and budget; FT, AD-DROP and RD are the "
-             "glue study's runs. Cells: best-epoch dev score mean ± std, then the paired Δ to FT; cost = "
-             "seconds per update relative to FT's runs on the same task (these runs shared the CPU two at a "
-             "time; the cost study is the clean measurement).", "",
-             "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | cost" for t in tasks) + " |",
-             "|---|" + "---|---|---|" * len(tasks)]
+             "glue study's runs. Cells: best-epoch dev score mean ± std, the paired Δ to FT, the paired Δ to "
+             "AD-DROP (what replacing that part changes; **bold** where significant); cost = seconds per update "
+             "relative to FT's runs on the same task (these runs shared the CPU two at a time; the cost study "
+             "is the clean measurement).", "",
+             "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | Δ AD-DROP | cost" for t in tasks)
+             + " |", "|---|" + "---|---|---|---|" * len(tasks)]
+    said = defaultdict(list)
     for study, method, label in ABLATION_ROWS:
         cells = []
         for t in tasks:
             rs = groups.get((study, t, method), [])
             ft = {r["seed"]: r for r in groups.get(("glue", t, "ft"), [])}
+            addrop = {r["seed"]: r for r in groups.get(("glue", t, "addrop"), [])}
             diffs = paired_diffs(rs, ft) if method != "ft" else []
-            cost = cost_ratio(rs, list(ft.values()))
-            cells.append(f"{mean_std([r['best']['score'] for r in rs])} | "
-                         f"{mean_std(diffs) if diffs else '–'} | {cost}")
+            vs = paired_diffs(rs, addrop) if method not in ("ft", "addrop") else []
+            if vs:
+                said[(label, verdict(vs))].append(TASKS[t].name)
+            vs_text = mean_std(vs) if vs else "–"
+            cells.append(f"{mean_std([r['best']['score'] for r in rs])} | {mean_std(diffs) if diffs else '–'} | "
+                         + (f"**{vs_text}**" if verdict(vs) in ("helps", "hurts") else vs_text)
+                         + f" | {cost_ratio(rs, list(ft.values()))}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    words = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
+    summary = [f"{label}: {words.get(v, v)} on {', '.join(ts)}" for (label, v), ts in said.items()]
+    return lines + ([""] + ["Against AD-DROP, paired per seed: " + "; ".join(summary) + "."] if summary else []) + [""]
 
 
 def sensitivity_cells(runs: List[dict], glue_runs: List[dict]):
