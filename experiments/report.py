@@ -777,7 +777,7 @@ def prior_mechanism_lines(m: Optional[dict]) -> List[str]:
              "drop each kind of key.", "",
              "| strategy | gold loss, no mask (nats) | with the mask | Δ per pair | right predictions turned wrong | "
              + " | ".join(f"{c} dropped" for c in cats) + " |", "|---|---|---|---|---|" + "---|" * len(cats)]
-    for name, v in st.items():
+    for name, v in sorted(st.items(), key=lambda kv: ("random", "high", "low").index(kv[0])):
         lines.append(f"| {name} | {v['gold_loss_clean']:.3f} | {v['gold_loss_masked']:.3f} | "
                      f"{v['delta_mean']:+.3f} ± {v['delta_std']:.3f} | {v['flipped']} of {v['right']} "
                      f"({100 * v['flipped'] / max(1, v['right']):.0f}%) | "
@@ -1053,10 +1053,10 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
         if mechanism and {"high", "random", "low"} <= set(mechanism["strategies"]):
             st = mechanism["strategies"]
             lines += [f"Why \"high\" is so harsh: on FT's trained model its mask raises the gold-label loss by "
-                      f"{st['high']['delta_mean']:+.2f} nats per dev pair and turns {st['high']['flipped']} of "
+                      f"{st['high']['delta_mean']:+.3f} nats per dev pair and turns {st['high']['flipped']} of "
                       f"{st['high']['right']} right predictions wrong; a random region of the same size "
-                      f"{st['random']['delta_mean']:+.2f} nats ({st['random']['flipped']} turned), the low-attribution "
-                      f"keys {st['low']['delta_mean']:+.2f} ({st['low']['flipped']} turned).", ""]
+                      f"{st['random']['delta_mean']:+.3f} nats ({st['random']['flipped']} turned), the low-attribution "
+                      f"keys {st['low']['delta_mean']:+.3f} ({st['low']['flipped']} turned).", ""]
     cost = {r["method"]: r for r in runs if r["study"] == "cost"}
     if "ft" in cost and len(cost) > 1:
         spu = {m: r["train_wall"] / max(1, r["updates"]) for m, r in cost.items()}

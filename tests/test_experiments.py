@@ -645,5 +645,5 @@ def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
     assert any("does not remove more evidence" in x for x in report.prior_mechanism_lines(m))
     assert report.prior_mechanism_lines(None) == []
     runs = [synthetic_run("prior", "mrpc", "none", 1, 80.0, meta={"strategy": "none", "rate": "0.3"})]
-    assert "raises the gold-label loss by +0.80 nats per dev pair and turns 90 of 300 right predictions wrong" in \
+    assert "raises the gold-label loss by +0.800 nats per dev pair and turns 90 of 300 right predictions wrong" in \
         "\n".join(report.readme_block(runs, None, m))
