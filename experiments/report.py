@@ -614,7 +614,7 @@ def sensitivity_section(runs: List[dict], glue_runs: List[dict], figures: Path, 
                       + (f"{diffs[(0.3, 0.3)]:+.1f}." if (0.3, 0.3) in diffs else "not run.")
                       + same_seed(ft_mean, ft_by_seed, seeds, [v for (s, _, _), v in scores.items() if s == schedule]), ""]
         name = f"sensitivity_{t}.png"
-        plot_sensitivity(t, ft_mean, scores, figures / name)
+        plot_sensitivity(t, ft_mean, scores, figures / name, own_seed_ft(ft_by_seed, seeds))
         lines += [f"![p x q heat maps and score distributions]({rel}/{name})", ""]
     return lines
 
@@ -867,7 +867,8 @@ def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path: Path) -> None:
+def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path: Path,
+                     own: Optional[Tuple[int, float]] = None) -> None:
     plt = _plt()
     grid = studies.SENSITIVITY_GRID
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]})
@@ -883,7 +884,7 @@ def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path
         ax.set_ylabel("p")
         missing = sum((schedule, p, q) not in diffs for p in grid for q in grid)
         ax.set_title(f"{'with' if schedule == 'cross' else 'without'} cross-tuning"
-                     + (f" (grey: {missing} cells not run)" if missing else ""), fontsize=9)
+                     + (f" (grey: {missing} cell{'s' if missing != 1 else ''} not run)" if missing else ""), fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046, label="(score − FT mean) / max |·|")
     fig.get_layout_engine().set(wspace=0.12)  # room between the colorbar's label and the box plot's
     data = [[v for (s, _, _), v in scores.items() if s == schedule] for schedule in ("cross", "always")]
@@ -891,6 +892,8 @@ def plot_sensitivity(task: str, ft_mean: float, scores: Dict[tuple, float], path
     for i, d in enumerate(data):
         axes[2].scatter([i + 1] * len(d), d, s=8, color=f"C{i}", zorder=3)
     axes[2].axhline(ft_mean, color="grey", lw=0.8, ls="--", label="FT mean")
+    if own is not None:  # the grid's own seed: the comparison that does not carry that seed's luck
+        axes[2].axhline(own[1], color="black", lw=0.8, ls=":", label=f"FT, seed {own[0]}")
     axes[2].set_xticks([1, 2], ["with", "without"])
     axes[2].set_title("cross-tuning", fontsize=9)
     axes[2].set_ylabel(f"best dev {TASKS[task].metric}")
