@@ -1047,7 +1047,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
                   for t in sorted({r["task"] for r in runs if r["study"] == "sensitivity"})] + [""]
         for x in pq_recommendation(sensitivity, [r for r in runs if r["study"] == "confirm"],
                                    [r for r in runs if r["study"] == "glue"]):
-            lines += [x, ""]
+            lines += [f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {x}", ""]
     if any(r["study"] == "prior" for r in runs):
         lines += ["The paper's prior experiment (MRPC, first layer, gold-label GA, dropping rate 0.3): train and "
                   "dev loss per epoch when dropping none, random, high- or low-attribution positions "

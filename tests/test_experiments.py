@@ -537,7 +537,8 @@ def test_pq_recommendation_follows_its_rule(tmp_path):
                                "within noise on fresh seeds (Δ 0.2 ± 1.0, p = 0.") and noise[0].endswith(f"; {place}.")
     text = report.render(glue + sens + confirm((1.0, -1.0, 0.5)), tmp_path / "figures", "figures")
     assert "### Recommended p and q" in text and noise[0] in text
-    assert noise[0] in "\n".join(report.readme_block(glue + sens + confirm((1.0, -1.0, 0.5))))
+    assert f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {noise[0]}" in \
+        "\n".join(report.readme_block(glue + sens + confirm((1.0, -1.0, 0.5))))
 
 
 def test_scheduled_slopes_bring_the_last_layer_to_its_end_rate_on_the_last_update():
