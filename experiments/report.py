@@ -444,8 +444,7 @@ def epochs_confirm_section(runs: List[dict], epochs_runs: List[dict], figures: P
         fresh = paired_diffs([r for r in runs if r["task"] == task and r["method"] == "addrop"], ft)
         if fresh and len(diffs) > len(fresh):
             pooled.append(f"- {TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, AD-DROP Δ "
-                          f"{mean_std(diffs)} over {len(diffs)} seeds, ahead on {sum(d > 0 for d in diffs)} of "
-                          f"{len(diffs)}; {judged(diffs)}.")
+                          f"{mean_std(diffs)}, {ahead(diffs)}; {judged(diffs)}.")
     if pooled:
         lines += ["Both studies' seeds together (the seeds "
                   "that chose the setting are in it, so the fresh seeds above are the unbiased test):", ""] + pooled + [""]
@@ -652,6 +651,10 @@ def confirm_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 runs, figures, rel, "confirm_paired_differences.png")
 
 
+def ahead(diffs: List[float]) -> str:
+    return f"ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds"
+
+
 def pq_recommendation(sensitivity_runs: List[dict], confirm_runs: List[dict], glue_runs: List[dict]) -> List[str]:
     """The p, q to recommend for small-data classification, by a rule fixed before the grid was
     complete: the map's best cross-tuning cell if the fresh seeds of study ``confirm`` say it helps
@@ -680,11 +683,12 @@ def pq_recommendation(sensitivity_runs: List[dict], confirm_runs: List[dict], gl
                          f"on {MIN_SEEDS_FOR_VERDICT} fresh seeds yet; {place}.")
         elif verdict(diffs) == "helps":
             lines.append(f"{name}: recommended p, q for small-data classification: {cell} with cross-tuning, the map's "
-                         f"best cell, ahead of FT on fresh seeds (Δ {mean_std(diffs)}, {p_text(diffs)}); {place}.")
+                         f"best cell, ahead of FT on fresh seeds (Δ {mean_std(diffs)}, {ahead(diffs)}, {p_text(diffs)}); "
+                         f"{place}.")
         else:
             lines.append(f"{name}: no (p, q) has shown a gain over FT: the map's best cell ({cell}) is "
-                         f"{verdict(diffs)} on fresh seeds (Δ {mean_std(diffs)}, {p_text(diffs)}), so the map's "
-                         f"ranking of cells is one seed's luck and the defaults stay; {place}.")
+                         f"{verdict(diffs)} on fresh seeds (Δ {mean_std(diffs)}, {ahead(diffs)}, {p_text(diffs)}), "
+                         f"and a ranking made on one seed does not tell cells apart, so the defaults stay; {place}.")
     return lines
 
 

@@ -345,7 +345,7 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     found = [synthetic_run("epochs", t, m, s, 80.0 + 2 * (m == "addrop")) for t in ("mrpc", "cola")
              for m in ("ft", "addrop") for s in (1, 2, 3)]
     text = report.render(runs + found, tmp_path / "figures", "figures")
-    assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6 over 6 seeds, ahead on 6 of 6; helps (p < 0.01).") in text
+    assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6, ahead on 6 of 6 seeds; helps (p < 0.01).") in text
     assert "- CoLA: FT" not in text  # not judged on fresh seeds: nothing to pool
     assert ("AD-DROP against FT at 10 epochs: helps (p < 0.01), Δ 2.0 ± 0.0. Judged again on 3 fresh seeds "
             "(epochs_confirm, below): within noise (p = 0.074), Δ 2.0 ± 1.0.") in text
@@ -531,10 +531,11 @@ def test_pq_recommendation_follows_its_rule(tmp_path):
 
     helps = report.pq_recommendation(sens, confirm((2.0, 2.5, 3.0)), glue)  # t = 8.66, 2 dof: p = 1 - t/sqrt(2 + t²)
     assert helps == [f"SST-2: recommended p, q for small-data classification: p = 0.5, q = 0.7 with cross-tuning, "
-                     f"the map's best cell, ahead of FT on fresh seeds (Δ 2.5 ± 0.5, p = 0.013); {place}."]
+                     f"the map's best cell, ahead of FT on fresh seeds (Δ 2.5 ± 0.5, ahead on 3 of 3 seeds, p = 0.013); "
+                     f"{place}."]
     noise = report.pq_recommendation(sens, confirm((1.0, -1.0, 0.5)), glue)
     assert noise[0].startswith("SST-2: no (p, q) has shown a gain over FT: the map's best cell (p = 0.5, q = 0.7) is "
-                               "within noise on fresh seeds (Δ 0.2 ± 1.0, p = 0.") and noise[0].endswith(f"; {place}.")
+                               "within noise on fresh seeds (Δ 0.2 ± 1.0, ahead on 2 of 3 seeds, p = 0.") and noise[0].endswith(f"; {place}.")
     text = report.render(glue + sens + confirm((1.0, -1.0, 0.5)), tmp_path / "figures", "figures")
     assert "### Recommended p and q" in text and noise[0] in text
     assert f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {noise[0]}" in \
