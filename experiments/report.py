@@ -1033,7 +1033,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
         if diffs:
             lines += [f"{TASKS[task].name} at the sensitivity map's best cell ({cell}, chosen on seed 1), judged on "
                       f"fresh seeds: FT {mean_std([r['best']['score'] for r in ft.values()])}, AD-DROP Δ "
-                      f"{mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: {judged(diffs)}.", ""]
+                      f"{mean_std(diffs)}, {ahead(diffs)}: {judged(diffs)}.", ""]
     sensitivity = [r for r in runs if r["study"] == "sensitivity"]
     if sensitivity:
         planned = len(studies.sensitivity(sorted({r["task"] for r in sensitivity}), [1], {}))

@@ -408,7 +408,7 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 0.500 ± 0.000 | 1.0 ± 0.5 |" in text
     block = "\n".join(report.readme_block(confirm))
     assert "SST-2 at the sensitivity map's best cell (p = 0.3, q = 0.5, chosen on seed 1)" in block
-    assert "AD-DROP Δ 1.0 ± 0.5 over 3 seeds: within noise (p = 0.074)" in block
+    assert "AD-DROP Δ 1.0 ± 0.5, ahead on 3 of 3 seeds: within noise (p = 0.074)" in block
 
 
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
