@@ -662,7 +662,6 @@ def pq_recommendation(sensitivity_runs: List[dict], confirm_runs: List[dict], gl
     "Sensible" for the defaults: within FT's seed-to-seed spread of the best cell on the map."""
     lines = []
     cells = sensitivity_cells(sensitivity_runs, glue_runs)
-    grid = [(p, q) for p in studies.SENSITIVITY_GRID for q in studies.SENSITIVITY_GRID]
     for t, (ft_mean, scores, ft_by_seed) in cells.items():
         cross = {(p, q): v for (s, p, q), v in scores.items() if s == "cross"}
         best = studies.best_cell(cross)  # the cell study confirm judges
@@ -674,7 +673,7 @@ def pq_recommendation(sensitivity_runs: List[dict], confirm_runs: List[dict], gl
         ft_sd = statistics.stdev(ft_by_seed.values()) if len(ft_by_seed) > 1 else None
         spread = (f"{gap:.1f} below the best cell, " + ("within" if gap <= ft_sd else "more than")
                   + f" FT's seed-to-seed spread (std {ft_sd:.1f} over {len(ft_by_seed)} seeds)") if ft_sd else f"{gap:.1f} below the best cell"
-        place = f"the defaults p = q = 0.3 rank {rank} of {len(grid)} cells with cross-tuning on the map, {spread}"
+        place = f"the defaults p = q = 0.3 rank {rank} of {len(cross)} cells with cross-tuning on the map, {spread}"
         ft = {r["seed"]: r for r in confirm_runs if r["task"] == t and r["method"] == "ft"}
         diffs = paired_diffs([r for r in confirm_runs if r["task"] == t and r["method"] == "addrop_best"], ft)
         name, cell = TASKS[t].name, f"p = {best[0]:g}, q = {best[1]:g}"

@@ -97,9 +97,6 @@ def schedule_slopes(updates: int, layers: int = MINILM_LAYERS) -> str:
     return ",".join(f"{-drop * i / (layers - 1) + 0.0:.4g}" for i in range(layers))  # + 0.0: no "-0"
 
 
-REGULARIZERS = ("attendout", "scores_dropout", "attn_layerdrop", "scheduled")  # regularizer_methods' keys
-
-
 def regularizer_methods(updates: int) -> Dict[str, Tuple[Tuple[str, ...], float]]:
     """AttendOut itself and its cheap attention regularizers (its Section 7 settings) as peers of
     FT and AD-DROP: scores dropout p = 0.1, attention LayerDrop p = 0.2, scheduled scores dropout
@@ -114,6 +111,9 @@ def regularizer_methods(updates: int) -> Dict[str, Tuple[Tuple[str, ...], float]
         "scheduled": (reg + ("--attn-reg", "scheduled", "--attn-reg-p", f"{SCHEDULE_START:g}",
                              f"--attn-reg-slopes={schedule_slopes(updates)}"), 1.05),
     }
+
+
+REGULARIZERS = tuple(regularizer_methods(1000))  # their names, in table order
 
 
 def regularizers(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
