@@ -62,8 +62,14 @@ class Run:
 
 
 def addrop_flags(p: float, q: float, layers: str, *more: str) -> Tuple[str, ...]:
-    return ("--criterion", "addrop_ce", "--addrop-schedule", "cross", "--addrop-attribution", "ga",
-            "--addrop-p", str(p), "--addrop-q", str(q), "--addrop-layers", layers, *more)
+    """AD-DROP's flags (GA, pseudo labels, cross-tuning); ``more`` is option/value pairs, and one
+    naming an option already set replaces its value, so a recorded command names each option once."""
+    if len(more) % 2:
+        raise ValueError(f"addrop_flags wants option/value pairs, got {more}")
+    options = {"--criterion": "addrop_ce", "--addrop-schedule": "cross", "--addrop-attribution": "ga",
+               "--addrop-p": str(p), "--addrop-q": str(q), "--addrop-layers": layers}
+    options.update(zip(more[::2], more[1::2]))
+    return tuple(x for pair in options.items() for x in pair)
 
 
 FT = ("--criterion", "addrop_ce", "--addrop-schedule", "never")

@@ -649,3 +649,22 @@ def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
     runs = [synthetic_run("prior", "mrpc", "none", 1, 80.0, meta={"strategy": "none", "rate": "0.3"})]
     assert "raises the gold-label loss by +0.800 nats per dev pair and turns 90 of 300 right predictions wrong" in \
         "\n".join(report.readme_block(runs, None, m))
+
+
+def test_every_planned_command_names_each_option_once():
+    """A variant replaces AD-DROP's default (e.g. RD's attribution, no_cross's schedule) instead of
+    appending a second value that argparse would silently let win."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    import studies
+
+    runs = [r for name, build in studies.STUDIES.items() if name != "confirm"
+            for r in build(studies.DEFAULT_TASKS[name], [1, 2], {})]
+    runs += studies.confirm(["sst2"], [4], {}, {"sst2": (0.9, 0.5)})
+    for r in runs:
+        options = [f.split("=")[0] for f in r.flags if f.startswith("--")]
+        assert len(options) == len(set(options)), (r.key, r.flags)
+    rd = next(r for r in runs if r.study == "mt" and r.method == "rd").flags
+    assert rd[rd.index("--addrop-attribution") + 1] == "rd"
+    assert rd[rd.index("--addrop-attention") + 1] == "encoder-self"
+    with pytest.raises(ValueError, match="option/value pairs"):
+        studies.addrop_flags(0.3, 0.3, "all", "--addrop-attribution")
