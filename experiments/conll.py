@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-from glue import HELDOUT  # the size of the split AttendOut scores on, as for GLUE
+from splits import HELDOUT, subsample
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,11 +50,11 @@ class NerTask:
             return binned, sizes
         out.mkdir(parents=True, exist_ok=True)
         train_txt, dev_txt, held_txt = out / "train.txt", out / "valid.txt", out / "test.txt"
-        _write(src / "train.txt", train_txt, subsample(len(train_all), n))
+        _write(src / "train.txt", train_txt, subsample(range(len(train_all)), n))
         _write(src / "valid.txt", dev_txt, list(range(m)))
         cmd = [sys.executable, "-m", "addrop_fairseq.tagging.preprocess", "--train", str(train_txt),
                "--valid", str(dev_txt), "--destdir", str(binned)]
-        held = subsample(len(train_all), HELDOUT, skip=n)
+        held = subsample(range(len(train_all)), HELDOUT, skip=n)
         if held:  # training sentences outside the subset, the data's "test" split (not CoNLL's test set)
             _write(src / "train.txt", held_txt, held)
             cmd += ["--test", str(held_txt)]
@@ -72,16 +72,6 @@ class NerTask:
         """The held-out split AttendOut scores its nets on: ``prepare`` wrote it (``HELDOUT``
         training sentences outside the subset, as the data's ``test`` split); its size."""
         return int((binned / "heldout").read_text())
-
-
-def subsample(total: int, n: int, seed: int = 0, skip: int = 0):
-    """Indices of the ``n`` after the first ``skip`` of a fixed shuffle (seed 0), in corpus order:
-    one subset for every run, and rows outside it (``skip`` = the subset's size)."""
-    import random
-
-    order = list(range(total))
-    random.Random(seed).shuffle(order)
-    return sorted(order[skip:skip + n])
 
 
 def _write(src: Path, dst: Path, indices) -> None:

@@ -6,13 +6,14 @@ F1 / MCC (``label_dict.string`` -> ``int``): RTE entailment = 0, not_entailment 
 convention); MRPC, CoLA, SST-2 keep their 0/1; STS-B keeps its float score (regression).
 """
 import csv
-import random
 import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
+
+from splits import HELDOUT, subsample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,19 +81,6 @@ def read_split(data: Path, task: str, split: str) -> List[Tuple[str, Optional[st
     if task == "sst2":
         return [(r[0].strip(), None, r[1]) for r in rows]
     raise ValueError(f"unknown GLUE task {task!r}; known: {sorted(TASKS)}")
-
-
-def subsample(rows, n: Optional[int], seed: int = 0, skip: int = 0):
-    """Rows ``skip .. skip + n`` of a fixed shuffle (seed 0 by default), in file order: one
-    subset for every run (``skip`` = the training subset's size gives rows outside it)."""
-    if n is None or skip + n >= len(rows) and skip == 0:
-        return list(rows)
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    return [rows[i] for i in sorted(order[skip:skip + n])]
-
-
-HELDOUT = 200  # training rows outside the subset: the split AttendOut scores its nets on
 
 
 def prepare_heldout(data: Path, task: str, n_train: Optional[int], binned: Path, max_length: int,

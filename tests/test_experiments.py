@@ -443,12 +443,13 @@ def test_majority_class_floor_is_what_sklearn_scores_for_a_constant_prediction(s
     sys.path.insert(0, str(REPO / "experiments"))
     import glue
     import report
+    from splits import subsample
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     score = {"accuracy": accuracy_score, "f1": f1_score, "mcc": matthews_corrcoef}
     for task in ("rte", "mrpc", "cola", "sst2"):
         ref = glue.majority_reference(shared_data / "glue", task, 1000)
-        train = [int(r[2]) for r in glue.subsample(glue.read_split(shared_data / "glue", task, "train"), 1000)]
+        train = [int(r[2]) for r in subsample(glue.read_split(shared_data / "glue", task, "train"), 1000)]
         gold = [int(r[2]) for r in glue.read_split(shared_data / "glue", task, "dev")]
         label = max((0, 1), key=train.count)
         assert ref["label"] == str(label) and ref["dev_size"] == len(gold) and sum(ref["train_counts"].values()) == 1000
@@ -470,14 +471,15 @@ def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared
     binarized with the data's own dictionaries next to it as split 'test'."""
     sys.path.insert(0, str(REPO / "experiments"))
     import glue
+    from splits import HELDOUT, subsample
 
     rows = glue.read_split(shared_data / "glue", "rte", "train")
-    train, held = glue.subsample(rows, 32), glue.subsample(rows, glue.HELDOUT, skip=32)
-    assert len(held) == glue.HELDOUT and not set(map(tuple, train)) & set(map(tuple, held))
-    assert glue.subsample(rows, 32) == glue.subsample(rows, 32, skip=0)  # the training subset unchanged
+    train, held = subsample(rows, 32), subsample(rows, HELDOUT, skip=32)
+    assert len(held) == HELDOUT and not set(map(tuple, train)) & set(map(tuple, held))
+    assert subsample(rows, 32) == subsample(rows, 32, skip=0)  # the training subset unchanged
     binned, _ = glue.prepare(shared_data / "glue", "rte", 32, tmp_path, 16, 64)
     before = {p.name: p.read_bytes() for p in (binned / "input0").iterdir()}
-    assert glue.prepare_heldout(shared_data / "glue", "rte", 32, binned, 64) == glue.HELDOUT
+    assert glue.prepare_heldout(shared_data / "glue", "rte", 32, binned, 64) == HELDOUT
     after = {p.name: p.read_bytes() for p in (binned / "input0").iterdir()}
     assert {k: v for k, v in after.items() if k in before} == before  # only test.* added
     assert sorted(set(after) - set(before)) == ["test.bin", "test.idx"]
@@ -486,7 +488,7 @@ def test_heldout_split_is_outside_the_training_subset_and_loads(tmp_path, shared
     task = SentencePredictionTask.setup_task(SentencePredictionConfig(
         data=str(binned), num_classes=2, regression_target=False, classification_head_name="head", seed=1))
     task.load_dataset("test")
-    assert len(task.dataset("test")) == glue.HELDOUT
+    assert len(task.dataset("test")) == HELDOUT
 
 
 def test_cost_names_read_igas_step_count_from_the_command():
