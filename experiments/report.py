@@ -551,7 +551,7 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
              "is the clean measurement).", "",
              "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | Δ AD-DROP | cost" for t in tasks)
              + " |", "|---|" + "---|---|---|---|" * len(tasks)]
-    said = defaultdict(list)
+    said = defaultdict(lambda: defaultdict(list))  # label -> verdict -> tasks
     for study, method, label in ABLATION_ROWS:
         cells = []
         for t in tasks:
@@ -561,14 +561,15 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
             diffs = paired_diffs(rs, ft) if method != "ft" else []
             vs = paired_diffs(rs, addrop) if method not in ("ft", "addrop") else []
             if vs:
-                said[(label, verdict(vs))].append(TASKS[t].name)
+                said[label][verdict(vs)].append(TASKS[t].name)
             vs_text = mean_std(vs) if vs else "–"
             cells.append(f"{mean_std([r['best']['score'] for r in rs])} | {mean_std(diffs) if diffs else '–'} | "
                          + (f"**{vs_text}**" if verdict(vs) in ("helps", "hurts") else vs_text)
                          + f" | {cost_ratio(rs, list(ft.values()))}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     words = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
-    summary = [f"{label}: {words.get(v, v)} on {', '.join(ts)}" for (label, v), ts in said.items()]
+    summary = [f"{label}: " + ", ".join(f"{words.get(v, v)} on {' and '.join(ts)}" for v, ts in by.items())
+               for label, by in said.items()]
     return lines + ([""] + ["Against AD-DROP, paired per seed: " + "; ".join(summary) + "."] if summary else []) + [""]
 
 

@@ -223,6 +223,9 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     for seed, (ft, ga, aa) in zip((1, 2, 3), ((80.0, 82.0, 79.0), (81.0, 84.0, 80.0), (82.0, 83.0, 81.5))):
         runs += [synthetic_run("glue", "mrpc", "ft", seed, ft), synthetic_run("glue", "mrpc", "addrop", seed, ga, spu=1.5),
                  synthetic_run("ablation", "mrpc", "aa", seed, aa, spu=1.2)]
+    for seed, (ft, ga, aa) in zip((1, 2), ((10.0, 12.0, 11.0), (12.0, 13.0, 11.0))):  # two CoLA seeds
+        runs += [synthetic_run("glue", "cola", "ft", seed, ft), synthetic_run("glue", "cola", "addrop", seed, ga),
+                 synthetic_run("ablation", "cola", "aa", seed, aa)]
     grid = studies.SENSITIVITY_GRID
     for p in grid:
         for q in grid:
@@ -236,7 +239,8 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     # AA against AD-DROP: -3, -4, -1.5 -> -2.8 ± 1.3 (p = 0.07: within noise)
     assert "| r/w AA | 80.2 ± 1.3 | -0.8 ± 0.3 | -2.8 ± 1.3 | 1.20 |" in text
     assert "| r/w IGA (m = 5) | – | – | – | – |" in text
-    assert "Against AD-DROP, paired per seed: r/w AA: within noise of AD-DROP on MRPC." in text
+    # one clause per variant, its verdict per task
+    assert "Against AD-DROP, paired per seed: r/w AA: within noise of AD-DROP on MRPC, two seeds: no verdict on CoLA." in text
     # sensitivity: FT mean 81; with cross-tuning every cell +1 except (0.5, 0.7) +4; without -2
     assert "| 0.5 | +1.0 | +1.0 | +1.0 | +4.0 | +1.0 |" in text
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
@@ -373,6 +377,9 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     import run
     import studies
 
+    for seed, (ft, ga, aa) in zip((1, 2), ((10.0, 12.0, 11.0), (12.0, 13.0, 11.0))):  # two CoLA seeds
+        runs += [synthetic_run("glue", "cola", "ft", seed, ft), synthetic_run("glue", "cola", "addrop", seed, ga),
+                 synthetic_run("ablation", "cola", "aa", seed, aa)]
     grid = studies.SENSITIVITY_GRID
     for p in grid:
         for q in grid:
