@@ -538,11 +538,37 @@ def cost_ratio(rs: List[dict], ft_runs: List[dict]) -> str:
     return fmt(seconds_per_update(rs) / seconds_per_update(ft_runs), 2) if rs and ft_runs else "–"
 
 
+def ablation_groups(runs: List[dict], glue_runs: List[dict]) -> Tuple[List[str], dict]:
+    """The ablation's tasks and its runs grouped with the glue study's FT, AD-DROP and RD on them."""
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in runs)]
+    return tasks, by(runs + [r for r in glue_runs if r["task"] in tasks], "study", "task", "method")
+
+
+def vs_addrop(groups: dict, study: str, task: str, method: str) -> List[float]:
+    """A variant's paired per-seed difference to AD-DROP: what replacing that part changes."""
+    return paired_diffs(groups.get((study, task, method), []),
+                        {r["seed"]: r for r in groups.get(("glue", task, "addrop"), [])})
+
+
+def ablation_verdicts(groups: dict, tasks: List[str], numbers: bool = False) -> str:
+    """One clause per variant: its verdict against AD-DROP per task (with the paired Δ if ``numbers``)."""
+    words = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
+    clauses = []
+    for study, method, label in ABLATION_ROWS:
+        said = defaultdict(list)  # verdict -> tasks (with their Δ)
+        for t in tasks:
+            diffs = vs_addrop(groups, study, t, method) if method not in ("ft", "addrop") else []
+            if diffs:
+                said[verdict(diffs)].append(TASKS[t].name + (f" ({mean_std(diffs)})" if numbers else ""))
+        if said:
+            clauses.append(f"{label}: " + ", ".join(f"{words.get(v, v)} on {' and '.join(ts)}" for v, ts in said.items()))
+    return "; ".join(clauses)
+
+
 def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
     if not runs:
         return []
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in runs)]
-    groups = by(runs + [r for r in glue_runs if r["task"] in tasks], "study", "task", "method")
+    tasks, groups = ablation_groups(runs, glue_runs)
     lines = ["## ablation: the paper's Table 2", "",
              "AD-DROP with one part replaced, same learning rate, seeds and budget; FT, AD-DROP and RD are the "
              "glue study's runs. Cells: best-epoch dev score mean ± std, the paired Δ to FT, the paired Δ to "
@@ -551,26 +577,20 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
              "is the clean measurement).", "",
              "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | Δ AD-DROP | cost" for t in tasks)
              + " |", "|---|" + "---|---|---|---|" * len(tasks)]
-    said = defaultdict(lambda: defaultdict(list))  # label -> verdict -> tasks
     for study, method, label in ABLATION_ROWS:
         cells = []
         for t in tasks:
             rs = groups.get((study, t, method), [])
             ft = {r["seed"]: r for r in groups.get(("glue", t, "ft"), [])}
-            addrop = {r["seed"]: r for r in groups.get(("glue", t, "addrop"), [])}
             diffs = paired_diffs(rs, ft) if method != "ft" else []
-            vs = paired_diffs(rs, addrop) if method not in ("ft", "addrop") else []
-            if vs:
-                said[label][verdict(vs)].append(TASKS[t].name)
+            vs = vs_addrop(groups, study, t, method) if method not in ("ft", "addrop") else []
             vs_text = mean_std(vs) if vs else "–"
             cells.append(f"{mean_std([r['best']['score'] for r in rs])} | {mean_std(diffs) if diffs else '–'} | "
                          + (f"**{vs_text}**" if verdict(vs) in ("helps", "hurts") else vs_text)
                          + f" | {cost_ratio(rs, list(ft.values()))}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    words = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
-    summary = [f"{label}: " + ", ".join(f"{words.get(v, v)} on {' and '.join(ts)}" for v, ts in by.items())
-               for label, by in said.items()]
-    return lines + ([""] + ["Against AD-DROP, paired per seed: " + "; ".join(summary) + "."] if summary else []) + [""]
+    summary = ablation_verdicts(groups, tasks)
+    return lines + (["", f"Against AD-DROP, paired per seed: {summary}."] if summary else []) + [""]
 
 
 def sensitivity_cells(runs: List[dict], glue_runs: List[dict]):
@@ -1052,6 +1072,13 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
         for x in pq_recommendation(sensitivity, [r for r in runs if r["study"] == "confirm"],
                                    [r for r in runs if r["study"] == "glue"]):
             lines += [f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {x}", ""]
+    ablation = [r for r in runs if r["study"] == "ablation"]
+    if ablation:
+        tasks, groups = ablation_groups(ablation, [r for r in runs if r["study"] == "glue"])
+        seeds = ", ".join(map(str, sorted({r["seed"] for r in ablation})))
+        lines += [f"The paper's ablation (Table 2: AD-DROP with one part replaced; {' and '.join(TASKS[t].name for t in tasks)}, "
+                  f"seeds {seeds}; [RESULTS.md](experiments/RESULTS.md#ablation-the-papers-table-2)), paired Δ to "
+                  f"AD-DROP: {ablation_verdicts(groups, tasks, numbers=True)}.", ""]
     if any(r["study"] == "prior" for r in runs):
         lines += ["The paper's prior experiment (MRPC, first layer, gold-label GA, dropping rate 0.3): train and "
                   "dev loss per epoch when dropping none, random, high- or low-attribution positions "

@@ -241,6 +241,9 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert "| r/w IGA (m = 5) | – | – | – | – |" in text
     # one clause per variant, its verdict per task
     assert "Against AD-DROP, paired per seed: r/w AA: within noise of AD-DROP on MRPC, two seeds: no verdict on CoLA." in text
+    assert ("The paper's ablation (Table 2: AD-DROP with one part replaced; MRPC and CoLA, seeds 1, 2, 3; "
+            "[RESULTS.md](experiments/RESULTS.md#ablation-the-papers-table-2)), paired Δ to AD-DROP: r/w AA: within "
+            "noise of AD-DROP on MRPC (-2.8 ± 1.3), two seeds: no verdict on CoLA (-1.5 ± 0.7).") in report.readme_block(runs)
     # sensitivity: FT mean 81; with cross-tuning every cell +1 except (0.5, 0.7) +4; without -2
     assert "| 0.5 | +1.0 | +1.0 | +1.0 | +4.0 | +1.0 |" in text
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
