@@ -254,7 +254,7 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
                 rec = parse_log([line])
                 score = rec[0].get(f"valid_{TASKS[run.task].metric}") if rec else None
                 say(f"[{index}/{total}] {run.key}: epoch {done}/{run.epochs}"
-                    + (f", dev {TASKS[run.task].metric} {score:g}" if score is not None else "")
+                    + (f", dev {TASKS[run.task].metric} {score:.1f}" if score is not None else "")
                     + f", {time.time() - start:.0f}s, ETA {eta:.0f}s")
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
