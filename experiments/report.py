@@ -171,7 +171,9 @@ def tune_section(runs: List[dict]) -> List[str]:
             continue
         score = {r["lr"]: r["best"]["score"] for r in rs}
         complete = all(lr in score for lr in TASKS[task].lr_grid)
-        chosen = f"{max(score, key=score.get):g}" if complete else "grid incomplete"
+        best = max(score, key=score.get)
+        edge = " (the grid's edge: widen it)" if best in (min(TASKS[task].lr_grid), max(TASKS[task].lr_grid)) else ""
+        chosen = f"{best:g}{edge}" if complete else "grid incomplete"
         lines.append(f"| {TASKS[task].name} | {rs[0]['metric']} | "
                      + " | ".join(fmt(score.get(lr)) for lr in grid) + f" | {chosen} |")
     return lines + [""]

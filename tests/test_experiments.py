@@ -680,3 +680,21 @@ def test_every_planned_command_names_each_option_once():
     assert rd[rd.index("--addrop-attention") + 1] == "encoder-self"
     with pytest.raises(ValueError, match="option/value pairs"):
         studies.addrop_flags(0.3, 0.3, "all", "--addrop-attribution")
+
+
+def test_tune_picks_the_best_rate_and_flags_one_at_the_grids_edge():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+    from tasks import TASKS
+
+    def tuned(task, scores):
+        return [{**synthetic_run("tune", task, f"ft_lr{lr:g}", 1, s), "lr": lr}
+                for lr, s in zip(TASKS[task].lr_grid, scores)]
+
+    grid = TASKS["mrpc"].lr_grid  # 2e-5 .. 2e-4
+    text = "\n".join(report.tune_section(tuned("mrpc", [80, 85, 84, 83]) + tuned("cola", [1, 2, 3, 9])
+                                         + tuned("rte", [50, 60])))
+    row = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert row["MRPC"].endswith(f"| {grid[1]:g} |")
+    assert row["CoLA"].endswith(f"| {grid[-1]:g} (the grid's edge: widen it) |")  # peaks at the top rate
+    assert row["RTE"].endswith("| grid incomplete |")  # two of four rates run
