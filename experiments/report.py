@@ -160,22 +160,23 @@ def tune_section(runs: List[dict]) -> List[str]:
         return []
     grid = sorted({lr for t in TASK_ORDER if any(r["task"] == t for r in runs) for lr in TASKS[t].lr_grid})
     lines = ["## tune: FT's learning rate", "",
-             f"FT (`--addrop-schedule never`), seed 1, {studies.EPOCHS} epochs, batch {studies.BATCH}, each "
-             "task's grid. Best-epoch dev score; the best learning rate is used by every method in the other "
-             "studies.", "",
-             "| task | metric | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |",
+             f"FT (`--addrop-schedule never`), seed 1, {studies.EPOCHS} epochs ({studies.MT_EPOCHS} for translation), "
+             f"batch {studies.BATCH}, each task's grid. Best-epoch dev score; for translation the lowest dev loss (its "
+             "score is BLEU on the test block, which nothing is chosen on). The chosen learning rate is used by "
+             "every method in the other studies.", "",
+             "| task | chosen on | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |",
              "|---|---|" + "---|" * len(grid) + "---|"]
     for task in TASK_ORDER:
         rs = [r for r in runs if r["task"] == task]
         if not rs:
             continue
-        score = {r["lr"]: r["best"]["score"] for r in rs}
-        complete = all(lr in score for lr in TASKS[task].lr_grid)
-        best = max(score, key=score.get)
+        mt = TASKS[task].family == "mt"
+        value = {r["lr"]: -studies.tune_score(r) if mt else studies.tune_score(r) for r in rs}
+        best = studies.chosen_lr(task, rs)
         edge = " (the grid's edge: widen it)" if best in (min(TASKS[task].lr_grid), max(TASKS[task].lr_grid)) else ""
-        chosen = f"{best:g}{edge}" if complete else "grid incomplete"
-        lines.append(f"| {TASKS[task].name} | {rs[0]['metric']} | "
-                     + " | ".join(fmt(score.get(lr)) for lr in grid) + f" | {chosen} |")
+        chosen = f"{best:g}{edge}" if best is not None else "grid incomplete"
+        lines.append(f"| {TASKS[task].name} | {'dev loss (lowest)' if mt else 'dev ' + rs[0]['metric']} | "
+                     + " | ".join(fmt(value.get(lr), 3 if mt else 1) for lr in grid) + f" | {chosen} |")
     return lines + [""]
 
 
@@ -484,16 +485,18 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
              f"with p = {p}, q = {q} on all layers of encoder self-attention (the reference code's default) or "
              "of encoder and decoder self-attention (`addrop_dec`); R-Drop is fairseq's "
              "`label_smoothed_cross_entropy_with_rdrop`, alpha 5. Scores: sacrebleu on the test block against "
-             "the untouched references, beam 4; \"best epoch\" = the checkpoint with the lowest valid loss.", ""]
+             "the untouched references, beam 4; \"best epoch\" = the checkpoint with the lowest valid loss. The "
+             "score compared is chrF, not BLEU: FT scores 0-1 BLEU here (study tune), where 4-gram matches are "
+             "too rare to rank methods; BLEU is in the second table.", ""]
     lines += comparison(runs, figures, rel, "mt_paired_differences.png")
-    lines += ["| task | method | seeds | chrF (best ckpt) | length ratio |", "|---|---|---|---|---|"]
+    lines += ["| task | method | seeds | BLEU (best ckpt) | length ratio |", "|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     for task in TASK_ORDER:
         for method in METHOD_NAMES:
             rs = groups.get((task, method), [])
             if rs:
                 lines.append(f"| {TASKS[task].name} | {METHOD_NAMES[method]} | {len(rs)} | "
-                             f"{mean_std([r['test']['best']['chrf'] for r in rs])} | "
+                             f"{mean_std([r['test']['best']['bleu'] for r in rs], 2)} | "
                              f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} |")
     sig = sorted({r["test"]["signatures"]["bleu"] for r in runs})
     lines += [""] + mt_attention_default(runs)
@@ -504,7 +507,7 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
 def mt_attention_default(runs: List[dict]) -> List[str]:
     """Which attention AD-DROP should act on in translation, by a rule fixed before the runs:
     encoder + decoder self-attention replaces the reference code's encoder-only default only
-    if it beats it, paired per seed on test BLEU, significantly (p < 0.05) on every task run."""
+    if it beats it, paired per seed on the test score (chrF), significantly (p < 0.05) on every task run."""
     per_task = {}
     for task in TASK_ORDER:
         enc = {r["seed"]: r for r in runs if r["task"] == task and r["method"] == "addrop"}
@@ -513,7 +516,7 @@ def mt_attention_default(runs: List[dict]) -> List[str]:
             per_task[task] = diffs
     if not per_task:
         return []
-    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} BLEU over {len(d)} seeds, {judged(d)}"
+    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} {TASKS[t].metric} over {len(d)} seeds, {judged(d)}"
                       for t, d in per_task.items())
     wins = all(verdict(d) == "helps" for d in per_task.values())
     return [f"Attention default for translation (encoder + decoder self-attention minus encoder only, paired "
@@ -1031,7 +1034,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
                                    "settings otherwise)"),
                         ("epochs_confirm", f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds"),
                         ("ner", "NER (CoNLL-2003, seqeval entity F1)"),
-                        ("mt", "Translation (WMT16 newsdev slices, test BLEU)")):
+                        ("mt", "Translation (WMT16 newsdev slices, small models from scratch, test chrF)")):
         srs = [r for r in runs if r["study"] == study]
         parts = []
         for task in TASK_ORDER:

@@ -75,14 +75,9 @@ def write_references(results: Path, data: Path, tasks: List[str]) -> None:
 
 
 def tuned_lrs(results: Path) -> Dict[str, float]:
-    """Per task whose whole grid has run, the FT learning rate of study ``tune`` with the
-    best best-epoch dev score (a task with part of the grid is not tuned yet)."""
-    scores: Dict[str, Dict[float, float]] = {}
-    for path in sorted((results / "tune").glob("*/*/seed*.json")):
-        r = json.loads(path.read_text())
-        scores.setdefault(r["task"], {})[r["lr"]] = r["best"]["score"]
-    return {t: max(by_lr, key=by_lr.get) for t, by_lr in scores.items()
-            if all(any(math.isclose(lr, x) for x in by_lr) for lr in TASKS[t].lr_grid)}
+    """Per task whose whole grid of study ``tune`` has run, FT's learning rate (``studies.chosen_lr``)."""
+    runs = [json.loads(path.read_text()) for path in sorted((results / "tune").glob("*/*/seed*.json"))]
+    return {t: lr for t in sorted({r["task"] for r in runs}) if (lr := studies.chosen_lr(t, runs)) is not None}
 
 
 def sensitivity_best(results: Path) -> Dict[str, Tuple[float, float]]:

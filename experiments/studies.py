@@ -144,6 +144,24 @@ def tune(tasks, seeds, lrs=None) -> List[Run]:
             for t in tasks for lr in TASKS[t].lr_grid]
 
 
+def tune_score(run: dict) -> Optional[float]:
+    """What a tune run is judged on, higher is better: its best-epoch dev score; for translation,
+    whose score is BLEU on the test block (not a set to choose on, and at 0-1 BLEU on these
+    slices no signal either), minus its lowest dev loss (what checkpoint_best is chosen on)."""
+    if TASKS[run["task"]].family == "mt":
+        losses = [e["valid_loss"] for e in run["epochs"] if "valid_loss" in e]
+        return -min(losses) if losses else None
+    return run["best"]["score"]
+
+
+def chosen_lr(task: str, tune_runs: List[dict]) -> Optional[float]:
+    """The learning rate of the task's best tune run, once its whole grid has run (else None)."""
+    score = {r["lr"]: tune_score(r) for r in tune_runs if r["task"] == task}
+    if not all(any(math.isclose(lr, x) for x in score) for lr in TASKS[task].lr_grid):
+        return None
+    return max(score, key=score.get)
+
+
 def glue(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
     return [
         Run("glue", t, m, s, flags, lr=lrs.get(t, DEFAULT_LR), cost=cost)
