@@ -380,9 +380,6 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     import run
     import studies
 
-    for seed, (ft, ga, aa) in zip((1, 2), ((10.0, 12.0, 11.0), (12.0, 13.0, 11.0))):  # two CoLA seeds
-        runs += [synthetic_run("glue", "cola", "ft", seed, ft), synthetic_run("glue", "cola", "addrop", seed, ga),
-                 synthetic_run("ablation", "cola", "aa", seed, aa)]
     grid = studies.SENSITIVITY_GRID
     for p in grid:
         for q in grid:
