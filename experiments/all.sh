@@ -7,21 +7,28 @@
 #   nohup bash experiments/all.sh > experiments/work/all.log 2>&1 &
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-RUN="python experiments/run.py"
-$RUN tune --tasks rte,mrpc,cola,stsb,sst2 --jobs 2
-$RUN cost --jobs 1
-$RUN prior --seeds 1,2,3 --jobs 2
-python experiments/prior_mechanism.py   # why "high" collapses: its masks on a trained model
-$RUN glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
-$RUN epochs --seeds 1,2,3 --jobs 2   # FT and AD-DROP trained 10 epochs (SST-2, CoLA)
-$RUN epochs_confirm --jobs 2         # SST-2 at 10 epochs again, on fresh seeds 4-8
+failed=()
+run() {  # one study; a failure is reported at the end and does not stop the studies after it
+    python experiments/run.py "$@" || failed+=("run.py $*")
+}
+run tune --tasks rte,mrpc,cola,stsb,sst2 --jobs 2
+run cost --jobs 1
+run prior --seeds 1,2,3 --jobs 2
+python experiments/prior_mechanism.py || failed+=(prior_mechanism.py)   # why "high" collapses: its masks on a trained model
+run glue --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
+run epochs --seeds 1,2,3 --jobs 2   # FT and AD-DROP trained 10 epochs (SST-2, CoLA)
+run epochs_confirm --jobs 2         # SST-2 at 10 epochs again, on fresh seeds 4-8
 # issue 11 (sensitivity first: its p, q map says where AD-DROP can help MiniLM at all), then 12
-$RUN sensitivity --jobs 2
-$RUN confirm --jobs 2          # the best cell (seed 1) against FT on fresh seeds 4-8
-$RUN ablation --seeds 1,2,3 --jobs 2
-$RUN tune --tasks ner,ner_scratch,wmt_en_ro,wmt_tr_en --jobs 2
-$RUN ner --seeds 1,2,3 --jobs 2
-$RUN mt --seeds 1,2,3 --jobs 2
-$RUN regularizers --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
-$RUN regularizers --tasks ner --seeds 1,2,3 --jobs 2   # the same peers in the ner table (MiniLM)
+run sensitivity --jobs 2
+run confirm --jobs 2          # the best cell (seed 1) against FT on fresh seeds 4-8
+run ablation --seeds 1,2,3 --jobs 2
+run tune --tasks ner,ner_scratch,wmt_en_ro,wmt_tr_en --jobs 2
+run ner --seeds 1,2,3 --jobs 2
+run mt --seeds 1,2,3 --jobs 2
+run regularizers --tasks mrpc,sst2,cola,stsb,rte --seeds 1,2,3 --jobs 2
+run regularizers --tasks ner --seeds 1,2,3 --jobs 2   # the same peers in the ner table (MiniLM)
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
 echo "all studies done; now: python experiments/report.py"

@@ -709,3 +709,25 @@ def test_tune_picks_the_best_rate_and_flags_one_at_the_grids_edge(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     assert runner.tuned_lrs(results) == {"wmt_en_ro": grid[1], "mrpc": TASKS["mrpc"].lr_grid[1]}  # RTE: not yet
+
+
+def test_all_sh_runs_every_study_and_reports_a_failure_at_the_end(tmp_path):
+    """all.sh runs each study (smoke aside) even after one fails, then exits 1 naming it, so a
+    broken environment is not hidden behind "all studies done"."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    import studies
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$2" in mt) exit 3;; esac\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(REPO / "experiments" / "all.sh")], env=env, capture_output=True, text=True)
+    ran = [line.split() for line in calls.read_text().splitlines()]
+    assert done.returncode == 1
+    assert "FAILED: run.py mt --seeds 1,2,3 --jobs 2" in done.stdout
+    assert "all studies done" not in done.stdout
+    studies_run = {words[1] for words in ran if words[0] == "experiments/run.py"}
+    assert studies_run == set(studies.STUDIES) - {"smoke"}
+    assert ran[-1][:2] == ["experiments/run.py", "regularizers"]  # the studies after mt still ran
