@@ -117,6 +117,18 @@ def judged(diffs: List[float]) -> str:
     return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) >= MIN_SEEDS_FOR_VERDICT else verdict(diffs)
 
 
+FAIRSEQ_RDROP = "label_smoothed_cross_entropy_with_rdrop"
+
+
+def last_dev_loss(run: dict) -> float:
+    """The dev loss after the last epoch, on one scale for every criterion. fairseq's
+    ``label_smoothed_cross_entropy_with_rdrop`` duplicates the batch in validation too and sums
+    both copies' losses over one copy's tokens (its KL term is 0 there: no dropout in eval), so
+    it logs twice the loss the other criteria log; halved here."""
+    loss = run["epochs"][-1]["valid_loss"]
+    return loss / 2 if FAIRSEQ_RDROP in run.get("command", ()) else loss
+
+
 def by(runs, *keys):
     out = defaultdict(list)
     for r in runs:
@@ -222,10 +234,13 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                                      f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
                                      + (f", {p_text(diffs)})." if len(diffs) >= MIN_SEEDS_FOR_VERDICT else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
-                         f"{mean_std(best)} | {mean_std(last)} | {mean_std([r['epochs'][-1]['valid_loss'] for r in rs], 3)} | "
+                         f"{mean_std(best)} | {mean_std(last)} | {mean_std([last_dev_loss(r) for r in rs], 3)} | "
                          f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
     lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
-              "two at a time: indicative; the cost study and benchmarks/ are the clean measurements).",
+              "two at a time: indicative; the cost study and benchmarks/ are the clean measurements)."
+              + (" Dev loss: fairseq's R-Drop criterion logs twice the cross-entropy in validation (it scores "
+                 "the batch and its duplicate); its column is halved to the other rows' scale."
+                 if any(FAIRSEQ_RDROP in r.get("command", ()) for r in runs) else ""),
               "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict, from three seeds "
                                      "on, is a two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     tested = sum(len(d) >= MIN_SEEDS_FOR_VERDICT for d in plot.values())

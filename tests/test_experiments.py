@@ -731,3 +731,57 @@ def test_all_sh_runs_every_study_and_reports_a_failure_at_the_end(tmp_path):
     studies_run = {words[1] for words in ran if words[0] == "experiments/run.py"}
     assert studies_run == set(studies.STUDIES) - {"smoke"}
     assert ran[-1][:2] == ["experiments/run.py", "regularizers"]  # the studies after mt still ran
+
+
+def test_fairseq_rdrop_dev_loss_is_twice_the_loss_and_the_report_halves_it(tmp_path):
+    """fairseq's R-Drop criterion scores the batch and its duplicate in validation too: with
+    dropout off its loss is exactly twice label-smoothed cross-entropy's, so the report halves
+    that criterion's dev loss (and only its) before it sits in a column beside FT's."""
+    import torch
+    from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+    from fairseq.criterions.label_smoothed_cross_entropy_with_rdrop import RdropLabelSmoothedCrossEntropyCriterion
+
+    class Dictionary:
+        def pad(self):
+            return 1
+
+    class Task:
+        target_dictionary = Dictionary()
+
+    class Model(torch.nn.Module):  # the part of a fairseq model the criteria call
+        def __init__(self):
+            super().__init__()
+            self.embed, self.drop, self.out = torch.nn.Embedding(9, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 9)
+
+        def forward(self, src_tokens, src_lengths):
+            return self.out(self.drop(self.embed(src_tokens))), None
+
+        def get_normalized_probs(self, net_output, log_probs):
+            return net_output[0].log_softmax(-1) if log_probs else net_output[0].softmax(-1)
+
+        def get_targets(self, sample, net_output):
+            return sample["target"]
+
+    torch.manual_seed(0)
+    model = Model().eval()
+    tokens = torch.randint(2, 9, (3, 5))
+    target = torch.randint(2, 9, (3, 5))
+    target[0, 3:] = 1  # padding
+    sample = lambda: {"net_input": {"src_tokens": tokens.clone(), "src_lengths": torch.tensor([5, 5, 5])},
+                      "target": target.clone(), "ntokens": int(target.ne(1).sum()), "id": torch.arange(3)}
+    plain, n, _ = LabelSmoothedCrossEntropyCriterion(Task(), False, 0.1)(model, sample())
+    rdrop, n2, log = RdropLabelSmoothedCrossEntropyCriterion(Task(), False, 0.1, rdrop_alpha=5.0)(model, sample())
+    assert n == n2 and log["rdrop_kl_loss"] < 1e-6
+    assert torch.allclose(rdrop, 2 * plain)
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    runs = [synthetic_run("ner", "ner", m, s, 80.0) for m in ("ft", "rdrop") for s in (1, 2, 3)]
+    for r in runs:
+        r["command"] = ["fairseq-train", "--criterion",
+                        "label_smoothed_cross_entropy_with_rdrop" if r["method"] == "rdrop" else "addrop_ce"]
+        r["epochs"][-1]["valid_loss"] = 0.8 if r["method"] == "rdrop" else 0.5
+    rows = {line.split(" | ")[1]: line.split(" | ")[5] for line in report.comparison(runs, tmp_path, "", "x.png")
+            if line.startswith("| CoNLL")}
+    assert rows == {"FT (fine-tuning)": "0.500 ± 0.000", "R-Drop": "0.400 ± 0.000"}
