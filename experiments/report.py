@@ -531,7 +531,7 @@ def mt_attention_default(runs: List[dict]) -> List[str]:
             per_task[task] = diffs
     if not per_task:
         return []
-    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} {TASKS[t].metric} over {len(d)} seeds, {judged(d)}"
+    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} {TASKS[t].metric} over {len(d)} seed{'s' if len(d) > 1 else ''}, {judged(d)}"
                       for t, d in per_task.items())
     wins = all(verdict(d) == "helps" for d in per_task.values())
     return [f"Attention default for translation (encoder + decoder self-attention minus encoder only, paired "

@@ -619,6 +619,8 @@ def test_mt_attention_default_changes_only_on_a_significant_gain_everywhere():
     assert "picks encoder + decoder self-attention" in both
     one = report.mt_attention_default(runs((1.0, 1.1, 0.9), (0.5, -0.6, 0.4)))[0]
     assert "within noise" in one and "stays encoder self-attention" in one
+    single = report.mt_attention_default(runs((1.0,), (0.5,)))[0]
+    assert "over 1 seed, one seed: no verdict" in single and "stays encoder self-attention" in single
 
 
 def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
