@@ -514,9 +514,28 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                              f"{mean_std([r['test']['best']['bleu'] for r in rs], 2)} | "
                              f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} |")
     sig = sorted({r["test"]["signatures"]["bleu"] for r in runs})
-    lines += [""] + mt_attention_default(runs)
+    lines += [""] + length_warnings(runs) + mt_attention_default(runs)
     return lines + ["sacrebleu signatures: BLEU `" + "`, `".join(sig) + "`; chrF `"
                     + "`, `".join(sorted({r["test"]["signatures"]["chrf"] for r in runs})) + "`.", ""]
+
+
+DEGENERATE_LENGTH = (0.5, 2.0)  # test output / reference length outside this: not translations yet
+
+
+def length_warnings(runs: List[dict]) -> List[str]:
+    """Where outputs are far from the references' length, chrF (and BLEU's brevity penalty) rank
+    lengths more than translations; said per task, from the runs' own length ratios."""
+    lo, hi = DEGENERATE_LENGTH
+    out = []
+    for task in TASK_ORDER:
+        ratios = [r["test"]["best"]["len_ratio"] for r in runs if r["task"] == task]
+        bad = sum(not lo <= x <= hi for x in ratios)
+        if bad:
+            out.append(f"{TASKS[task].name}: {bad} of {len(ratios)} runs translate the test block to less than "
+                       f"{lo:g} or more than {hi:g} times the references' length (length ratios {min(ratios):.2f} to "
+                       f"{max(ratios):.2f}): those outputs are not translations yet, and chrF differences between "
+                       "them are mostly length differences; the dev loss column is the cleaner signal there.")
+    return out + [""] if out else []
 
 
 def mt_attention_default(runs: List[dict]) -> List[str]:

@@ -787,3 +787,17 @@ def test_fairseq_rdrop_dev_loss_is_twice_the_loss_and_the_report_halves_it(tmp_p
     rows = {line.split(" | ")[1]: line.split(" | ")[5] for line in report.comparison(runs, tmp_path, "", "x.png")
             if line.startswith("| CoNLL")}
     assert rows == {"FT (fine-tuning)": "0.500 ± 0.000", "R-Drop": "0.400 ± 0.000"}
+
+
+def test_mt_section_flags_tasks_whose_outputs_are_far_from_the_reference_length():
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    def run(task, ratio):
+        return {"task": task, "test": {"best": {"len_ratio": ratio}}}
+
+    fine = [run("wmt_en_ro", x) for x in (0.5, 1.0, 2.0)]
+    assert report.length_warnings(fine) == []
+    lines = report.length_warnings(fine + [run("wmt_tr_en", x) for x in (0.15, 0.8, 3.5)])
+    assert len(lines) == 2 and lines[-1] == ""
+    assert lines[0].startswith("WMT16 TR-EN (newsdev slice): 2 of 3 runs") and "length ratios 0.15 to 3.50" in lines[0]
