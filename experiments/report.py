@@ -120,13 +120,13 @@ def judged(diffs: List[float]) -> str:
 FAIRSEQ_RDROP = "label_smoothed_cross_entropy_with_rdrop"
 
 
-def last_dev_loss(run: dict) -> float:
-    """The dev loss after the last epoch, on one scale for every criterion. fairseq's
+def dev_losses(run: dict) -> List[float]:
+    """The dev loss after each epoch, on one scale for every criterion. fairseq's
     ``label_smoothed_cross_entropy_with_rdrop`` duplicates the batch in validation too and sums
     both copies' losses over one copy's tokens (its KL term is 0 there: no dropout in eval), so
     it logs twice the loss the other criteria log; halved here."""
-    loss = run["epochs"][-1]["valid_loss"]
-    return loss / 2 if FAIRSEQ_RDROP in run.get("command", ()) else loss
+    half = FAIRSEQ_RDROP in run.get("command", ())
+    return [e["valid_loss"] / 2 if half else e["valid_loss"] for e in run["epochs"] if "valid_loss" in e]
 
 
 def by(runs, *keys):
@@ -234,7 +234,7 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
                                      f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
                                      + (f", {p_text(diffs)})." if len(diffs) >= MIN_SEEDS_FOR_VERDICT else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
-                         f"{mean_std(best)} | {mean_std(last)} | {mean_std([last_dev_loss(r) for r in rs], 3)} | "
+                         f"{mean_std(best)} | {mean_std(last)} | {mean_std([dev_losses(r)[-1] for r in rs], 3)} | "
                          f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
     lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
               "two at a time: indicative; the cost study and benchmarks/ are the clean measurements)."
@@ -504,15 +504,26 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
              "score compared is chrF, not BLEU: FT scores 0-1 BLEU here (study tune), where 4-gram matches are "
              "too rare to rank methods; BLEU is in the second table.", ""]
     lines += comparison(runs, figures, rel, "mt_paired_differences.png")
-    lines += ["| task | method | seeds | BLEU (best ckpt) | length ratio |", "|---|---|---|---|---|"]
+    lines += ["The best checkpoint's BLEU and length ratio, and its dev loss (the lowest of the run, what the "
+              "checkpoint is chosen on) with the paired Δ to FT's; the verdict there counts a lower loss as "
+              "helping:", "",
+              "| task | method | seeds | BLEU (best ckpt) | length ratio | lowest dev loss | paired Δ vs FT | "
+              "per-seed Δ | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     for task in TASK_ORDER:
+        ft = {r["seed"]: min(dev_losses(r)) for r in groups.get((task, "ft"), [])}
         for method in METHOD_NAMES:
             rs = groups.get((task, method), [])
-            if rs:
-                lines.append(f"| {TASKS[task].name} | {METHOD_NAMES[method]} | {len(rs)} | "
-                             f"{mean_std([r['test']['best']['bleu'] for r in rs], 2)} | "
-                             f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} |")
+            if not rs:
+                continue
+            lowest = {r["seed"]: min(dev_losses(r)) for r in rs}
+            diffs = [lowest[s] - ft[s] for s in sorted(lowest) if s in ft] if method != "ft" else []
+            lines.append(f"| {TASKS[task].name} | {METHOD_NAMES[method]} | {len(rs)} | "
+                         f"{mean_std([r['test']['best']['bleu'] for r in rs], 2)} | "
+                         f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} | "
+                         f"{mean_std(list(lowest.values()), 3)} | " + (
+                             f"{mean_std(diffs, 3)} | {', '.join(f'{d:+.3f}' for d in diffs)} | "
+                             f"{judged([-d for d in diffs])} |" if diffs else " |  |  |"))
     sig = sorted({r["test"]["signatures"]["bleu"] for r in runs})
     lines += [""] + length_warnings(runs) + mt_attention_default(runs)
     return lines + ["sacrebleu signatures: BLEU `" + "`, `".join(sig) + "`; chrF `"

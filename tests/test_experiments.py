@@ -801,3 +801,30 @@ def test_mt_section_flags_tasks_whose_outputs_are_far_from_the_reference_length(
     lines = report.length_warnings(fine + [run("wmt_tr_en", x) for x in (0.15, 0.8, 3.5)])
     assert len(lines) == 2 and lines[-1] == ""
     assert lines[0].startswith("WMT16 TR-EN (newsdev slice): 2 of 3 runs") and "length ratios 0.15 to 3.50" in lines[0]
+
+
+def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helping(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    def run(method, seed, losses):
+        r = synthetic_run("mt", "wmt_en_ro", method, seed, 10.0)
+        r["metric"], r["epochs_planned"] = "chrf", 3
+        r["data"] = {"train": 1699, "dev": 100, "dev_total": 100, "test": 200, "max_length": 128}
+        r["epochs"] = [{"epoch": e + 1, "valid_loss": x} for e, x in enumerate(losses)]
+        r["test"] = {"best": {"bleu": 0.5, "chrf": 10.0, "len_ratio": 1.0},
+                     "signatures": {"bleu": "nrefs:1|bleu", "chrf": "nrefs:1|chrf"}}
+        r["command"] = ["fairseq-train", "--criterion",
+                        "label_smoothed_cross_entropy_with_rdrop" if method == "rdrop" else "addrop_ce"]
+        return r
+
+    runs = [run("ft", s, (7.5, 7.2 + s / 100, 7.4)) for s in (1, 2, 3)]
+    runs += [run("addrop", s, (7.5, 7.1 + s / 100 + (0.001 if s == 2 else 0), 7.3)) for s in (1, 2, 3)]
+    runs += [run("rdrop", s, (15.0, 2 * (7.3 + s / 100), 14.8)) for s in (1, 2, 3)]  # logged twice (fairseq)
+    rows = {line.split(" | ")[1]: line.split(" | ")[5:9] for line in report.mt_section(runs, tmp_path, "")
+            if line.startswith("| WMT16 EN-RO (newsdev slice) | ")}
+    assert rows["FT (fine-tuning)"] == ["7.220 ± 0.010", "", "", " |"]
+    lowest, diff, seeds, judge = rows["AD-DROP (GA, pseudo labels, cross-tuning)"]
+    assert (lowest, diff, seeds) == ("7.120 ± 0.010", "-0.100 ± 0.001", "-0.100, -0.099, -0.100")
+    assert judge.startswith("helps (p < 0.01)")
+    assert rows["R-Drop"][1:3] == ["0.100 ± 0.000", "+0.100, +0.100, +0.100"] and rows["R-Drop"][3].startswith("hurts")
