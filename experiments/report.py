@@ -511,17 +511,15 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
               "per-seed Δ | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     groups = by(runs, "task", "method")
     for task in TASK_ORDER:
-        ft = {r["seed"]: min(dev_losses(r)) for r in groups.get((task, "ft"), [])}
         for method in METHOD_NAMES:
             rs = groups.get((task, method), [])
             if not rs:
                 continue
-            lowest = {r["seed"]: min(dev_losses(r)) for r in rs}
-            diffs = [lowest[s] - ft[s] for s in sorted(lowest) if s in ft] if method != "ft" else []
+            diffs = lowest_loss_diffs(rs, groups.get((task, "ft"), [])) if method != "ft" else []
             lines.append(f"| {TASKS[task].name} | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std([r['test']['best']['bleu'] for r in rs], 2)} | "
                          f"{mean_std([r['test']['best']['len_ratio'] for r in rs], 3)} | "
-                         f"{mean_std(list(lowest.values()), 3)} | " + (
+                         f"{mean_std([min(dev_losses(r)) for r in rs], 3)} | " + (
                              f"{mean_std(diffs, 3)} | {', '.join(f'{d:+.3f}' for d in diffs)} | "
                              f"{judged([-d for d in diffs])} |" if diffs else " |  |  |"))
     sig = sorted({r["test"]["signatures"]["bleu"] for r in runs})
@@ -533,14 +531,26 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
 DEGENERATE_LENGTH = (0.5, 2.0)  # test output / reference length outside this: not translations yet
 
 
+def length_ratios(runs: List[dict], task: str) -> Tuple[List[float], int]:
+    """The best checkpoints' test length ratios on ``task``, and how many are outside DEGENERATE_LENGTH."""
+    lo, hi = DEGENERATE_LENGTH
+    ratios = [r["test"]["best"]["len_ratio"] for r in runs if r["task"] == task]
+    return ratios, sum(not lo <= x <= hi for x in ratios)
+
+
+def lowest_loss_diffs(runs: List[dict], ft_runs: List[dict]) -> List[float]:
+    """Each run's lowest dev loss (what a translation checkpoint is chosen on) minus FT's, same seed."""
+    ft = {r["seed"]: min(dev_losses(r)) for r in ft_runs}
+    return [min(dev_losses(r)) - ft[r["seed"]] for r in sorted(runs, key=lambda r: r["seed"]) if r["seed"] in ft]
+
+
 def length_warnings(runs: List[dict]) -> List[str]:
     """Where outputs are far from the references' length, chrF (and BLEU's brevity penalty) rank
     lengths more than translations; said per task, from the runs' own length ratios."""
     lo, hi = DEGENERATE_LENGTH
     out = []
     for task in TASK_ORDER:
-        ratios = [r["test"]["best"]["len_ratio"] for r in runs if r["task"] == task]
-        bad = sum(not lo <= x <= hi for x in ratios)
+        ratios, bad = length_ratios(runs, task)
         if bad:
             out.append(f"{TASKS[task].name}: {bad} of {len(ratios)} runs translate the test block to less than "
                        f"{lo:g} or more than {hi:g} times the references' length (length ratios {min(ratios):.2f} to "
@@ -1090,8 +1100,14 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
                 loss = ""
                 if study.startswith("epochs"):  # the regularizing effect the score does not show
                     ad = [r for r in srs if r["task"] == task and r["method"] == "addrop"]
-                    loss = (f", dev loss after the last epoch FT {mean_std([r['epochs'][-1]['valid_loss'] for r in ft.values()], 2)} "
-                            f"vs AD-DROP {mean_std([r['epochs'][-1]['valid_loss'] for r in ad], 2)}")
+                    loss = (f", dev loss after the last epoch FT {mean_std([dev_losses(r)[-1] for r in ft.values()], 2)} "
+                            f"vs AD-DROP {mean_std([dev_losses(r)[-1] for r in ad], 2)}")
+                if study == "mt":  # what the checkpoint is chosen on; lower helps
+                    ld = lowest_loss_diffs([r for r in srs if r["task"] == task and r["method"] == "addrop"], list(ft.values()))
+                    ratios, bad = length_ratios(srs, task)
+                    loss = (f", lowest dev loss Δ {mean_std(ld, 3)}: {judged([-d for d in ld])}"
+                            + (f" (outputs far from the references' length in {bad} of {len(ratios)} runs: not "
+                               "translations yet)" if 2 * bad > len(ratios) else ""))
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
                              f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: "
                              f"{judged(diffs)}{loss}")

@@ -828,3 +828,10 @@ def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helpin
     assert (lowest, diff, seeds) == ("7.120 ± 0.010", "-0.100 ± 0.001", "-0.100, -0.099, -0.100")
     assert judge.startswith("helps (p < 0.01)")
     assert rows["R-Drop"][1:3] == ["0.100 ± 0.000", "+0.100, +0.100, +0.100"] and rows["R-Drop"][3].startswith("hurts")
+    line = next(x for x in report.readme_block(runs) if x.startswith("Translation"))
+    assert "AD-DROP Δ 0.0 ± 0.0 over 3 seeds: within noise" in line
+    assert "lowest dev loss Δ -0.100 ± 0.001: helps (p < 0.01)" in line and "not translations yet" not in line
+    for r in runs[:5]:
+        r["test"]["best"]["len_ratio"] = 0.2  # 5 of 9 runs far from the references' length
+    line = next(x for x in report.readme_block(runs) if x.startswith("Translation"))
+    assert "(outputs far from the references' length in 5 of 9 runs: not translations yet)" in line
