@@ -204,8 +204,8 @@ def sizes_line(runs: List[dict]) -> str:
                      for t in TASK_ORDER if t in sizes)
 
 
-def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[str]:
-    """Per task and method: seeds, best- and last-epoch dev score, the paired differences to
+def comparison(runs: List[dict], figures: Path, rel: str, figure: str, score: str = "best-epoch dev score") -> List[str]:
+    """Per task and method: seeds, best- and last-epoch ``score``, the paired differences to
     FT and their verdict; one sentence per method; the paired-differences figure."""
     lines = ["| task (metric) | method | seeds | best epoch | last epoch | dev loss, last epoch | paired Δ best vs FT | "
              "per-seed Δ | verdict | cost ×FT |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -241,14 +241,14 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str) -> List[s
               + (" Dev loss: fairseq's R-Drop criterion logs twice the cross-entropy in validation (it scores "
                  "the batch and its duplicate); its column is halved to the other rows' scale."
                  if any(FAIRSEQ_RDROP in r.get("command", ()) for r in runs) else ""),
-              "", "What the data say (paired differences of the best-epoch dev score, same seed; the verdict, from three seeds "
+              "", f"What the data say (paired differences of the {score}, same seed; the verdict, from three seeds "
                                      "on, is a two-sided paired t-test at 5%, so three seeds need a mean above 4.3 standard errors):", ""] + sentences + [""]
     tested = sum(len(d) >= MIN_SEEDS_FOR_VERDICT for d in plot.values())
     if tested > 1:
         lines += [f"{tested} comparisons at 5% each: about {0.05 * tested:.1f} \"helps\" or \"hurts\" would appear by chance "
                   "alone where no method differs from FT; a lone verdict with a small effect deserves that doubt.", ""]
     if plot:
-        plot_paired(plot, figures / figure)
+        plot_paired(plot, figures / figure, score)
         lines += [f"![paired differences to FT]({rel}/{figure})", ""]
     return lines
 
@@ -503,7 +503,7 @@ def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
              "the untouched references, beam 4; \"best epoch\" = the checkpoint with the lowest valid loss. The "
              "score compared is chrF, not BLEU: FT scores 0-1 BLEU here (study tune), where 4-gram matches are "
              "too rare to rank methods; BLEU is in the second table.", ""]
-    lines += comparison(runs, figures, rel, "mt_paired_differences.png")
+    lines += comparison(runs, figures, rel, "mt_paired_differences.png", "best checkpoint's test chrF")
     lines += ["The best checkpoint's BLEU and length ratio, and its dev loss (the lowest of the run, what the "
               "checkpoint is chosen on) with the paired Δ to FT's; the verdict there counts a lower loss as "
               "helping:", "",
@@ -927,7 +927,7 @@ def _plt():
     return plt
 
 
-def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
+def plot_paired(plot: Dict[tuple, List[float]], path: Path, score: str = "best-epoch dev score") -> None:
     plt = _plt()
     tasks = [t for t in TASK_ORDER if any(k[0] == t for k in plot)]
     methods = [m for m in METHOD_NAMES if any(k[1] == m for k in plot)]
@@ -943,7 +943,7 @@ def plot_paired(plot: Dict[tuple, List[float]], path: Path) -> None:
             ax.scatter([x] * len(d), d, color="k", s=8, zorder=3)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(tasks)), [TASKS[t].name for t in tasks])
-    ax.set_ylabel("dev score − FT (same seed)")
+    ax.set_ylabel(f"{score} − FT (same seed)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -821,7 +821,9 @@ def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helpin
     runs = [run("ft", s, (7.5, 7.2 + s / 100, 7.4)) for s in (1, 2, 3)]
     runs += [run("addrop", s, (7.5, 7.1 + s / 100 + (0.001 if s == 2 else 0), 7.3)) for s in (1, 2, 3)]
     runs += [run("rdrop", s, (15.0, 2 * (7.3 + s / 100), 14.8)) for s in (1, 2, 3)]  # logged twice (fairseq)
-    rows = {line.split(" | ")[1]: line.split(" | ")[5:9] for line in report.mt_section(runs, tmp_path, "")
+    section = report.mt_section(runs, tmp_path, "")
+    assert any(x.startswith("What the data say (paired differences of the best checkpoint's test chrF,") for x in section)
+    rows = {line.split(" | ")[1]: line.split(" | ")[5:9] for line in section
             if line.startswith("| WMT16 EN-RO (newsdev slice) | ")}
     assert rows["FT (fine-tuning)"] == ["7.220 ± 0.010", "", "", " |"]
     lowest, diff, seeds, judge = rows["AD-DROP (GA, pseudo labels, cross-tuning)"]
