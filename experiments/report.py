@@ -396,7 +396,8 @@ def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional
                 "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs) else ""),
             ""] + majority_line(references or {}, sorted({r["task"] for r in runs}))
-            + comparison(runs, figures, rel, "glue_paired_differences.png") + second_metrics_table(runs)
+            + comparison(runs, figures, rel, "glue_paired_differences.png") + regularizer_verdicts(runs, "glue")
+            + second_metrics_table(runs)
             + learning_curves(runs, figures, rel, "glue_curves.png") + attendout_rates_figure(runs, figures, rel))
 
 
@@ -474,7 +475,7 @@ def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
         return []
     epochs = sorted({r["epochs_planned"] for r in runs})
     p, q = studies.NER_PQ
-    return ["## ner: CoNLL-2003 (seqeval entity F1 on the dev set)", "",
+    return (["## ner: CoNLL-2003 (seqeval entity F1 on the dev set)", "",
             f"Train / dev sentences: {sizes_line(runs)}. {'/'.join(map(str, epochs))} epochs, batch "
             f"{studies.BATCH} sentences; AD-DROP and RD with p = {p}, q = {q} (the paper gives none for CoNLL) on "
             "all layers, pseudo-label loss as the attribution target (Eq. 8-10); R-Drop is fairseq's "
@@ -484,6 +485,7 @@ def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
                 "with T = 20, its nets scored on 200 training sentences outside the subset; scores dropout 0.1; "
                 f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs)
                 else ""), ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
+            + regularizer_verdicts(runs, "ner"))
 
 
 def mt_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
@@ -604,25 +606,38 @@ def ablation_groups(runs: List[dict], glue_runs: List[dict]) -> Tuple[List[str],
     return tasks, by(runs + [r for r in glue_runs if r["task"] in tasks], "study", "task", "method")
 
 
-def vs_addrop(groups: dict, study: str, task: str, method: str) -> List[float]:
+def vs_addrop(groups: dict, study: str, task: str, method: str, addrop_study: str = "glue") -> List[float]:
     """A variant's paired per-seed difference to AD-DROP: what replacing that part changes."""
     return paired_diffs(groups.get((study, task, method), []),
-                        {r["seed"]: r for r in groups.get(("glue", task, "addrop"), [])})
+                        {r["seed"]: r for r in groups.get((addrop_study, task, "addrop"), [])})
 
 
-def ablation_verdicts(groups: dict, tasks: List[str], numbers: bool = False) -> str:
-    """One clause per variant: its verdict against AD-DROP per task (with the paired Δ if ``numbers``)."""
+def ablation_verdicts(groups: dict, tasks: List[str], numbers: bool = False, rows=ABLATION_ROWS,
+                      addrop_study: str = "glue") -> str:
+    """One clause per variant (``rows``: study, method, label): its verdict against AD-DROP per task
+    (with the paired Δ if ``numbers``)."""
     words = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
     clauses = []
-    for study, method, label in ABLATION_ROWS:
+    for study, method, label in rows:
         said = defaultdict(list)  # verdict -> tasks (with their Δ)
         for t in tasks:
-            diffs = vs_addrop(groups, study, t, method) if method not in ("ft", "addrop") else []
+            diffs = vs_addrop(groups, study, t, method, addrop_study) if method not in ("ft", "addrop") else []
             if diffs:
                 said[verdict(diffs)].append(TASKS[t].name + (f" ({mean_std(diffs)})" if numbers else ""))
         if said:
             clauses.append(f"{label}: " + ", ".join(f"{words.get(v, v)} on {' and '.join(ts)}" for v, ts in said.items()))
     return "; ".join(clauses)
+
+
+def regularizer_verdicts(runs: List[dict], addrop_study: str) -> List[str]:
+    """AttendOut and its cheap regularizers against AD-DROP (``addrop_study``'s runs), paired per
+    seed: the comparison the AttendOut issue asks to state plainly."""
+    regs = [r for r in runs if r["study"] == "regularizers"]
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in regs)]
+    groups = by(regs + [r for r in runs if r["study"] == addrop_study and r["task"] in tasks], "study", "task", "method")
+    text = ablation_verdicts(groups, tasks, numbers=True, addrop_study=addrop_study,
+                             rows=[("regularizers", m, METHOD_NAMES[m]) for m in studies.REGULARIZERS])
+    return [f"AttendOut and its cheap regularizers against AD-DROP (paired per seed, the same test): {text}.", ""] if text else []
 
 
 def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
@@ -1085,6 +1100,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
         if verdicts:
             lines += ["", "AD-DROP against FT: " + "; ".join(f"{v} on {', '.join(ts)}" for v, ts in sorted(verdicts.items())) + "."]
         lines.append("")
+        lines += regularizer_verdicts(glue_runs, "glue")
     # one line per task family first (NER, translation), then classification's closer looks
     for study, what in (("ner", "NER (CoNLL-2003, seqeval entity F1)"),
                         ("mt", "Translation (WMT16 newsdev slices, small models from scratch, test chrF)"),

@@ -837,3 +837,25 @@ def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helpin
         r["test"]["best"]["len_ratio"] = 0.2  # 5 of 9 runs far from the references' length
     line = next(x for x in report.readme_block(runs) if x.startswith("Translation"))
     assert "(outputs far from the references' length in 5 of 9 runs: not translations yet)" in line
+
+
+def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_readme(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import report
+
+    def runs(study, task, addrop_study):
+        out = [synthetic_run(addrop_study, task, m, s, 80.0 + s) for m in ("ft", "addrop") for s in (1, 2, 3)]
+        out += [synthetic_run(study, task, "attendout", s, 81.0 + s + 0.1 * (s == 2)) for s in (1, 2, 3)]
+        out += [synthetic_run(study, task, "scores_dropout", s, 80.0 + s + (0.5, -0.5, 0.2)[s - 1]) for s in (1, 2, 3)]
+        return out
+
+    glue = runs("regularizers", "mrpc", "glue")
+    want = (f"AttendOut and its cheap regularizers against AD-DROP (paired per seed, the same test): "
+            f"{report.METHOD_NAMES['attendout']}: better than AD-DROP on MRPC (1.0 ± 0.1); "
+            f"{report.METHOD_NAMES['scores_dropout']}: within noise of AD-DROP on MRPC (0.1 ± 0.5).")
+    assert want in report.glue_section(glue, tmp_path, "")
+    assert want in report.readme_block(glue)
+    ner = runs("regularizers", "ner", "ner")
+    assert any(x.startswith("AttendOut and its cheap regularizers against AD-DROP") and ": better than AD-DROP on "
+               "CoNLL-2003 (MiniLM) (1.0 ± 0.1)" in x for x in report.ner_section(ner, tmp_path, ""))
+    assert report.regularizer_verdicts(runs("smoke", "mrpc", "smoke"), "glue") == []  # no regularizers study: no line
