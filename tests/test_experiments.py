@@ -725,7 +725,8 @@ def test_all_sh_runs_every_study_and_reports_a_failure_at_the_end(tmp_path):
     fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$2" in mt) exit 3;; esac\n')
     fake.chmod(0o755)
     env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
-    done = subprocess.run(["bash", str(REPO / "experiments" / "all.sh")], env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", str(REPO / "experiments" / "all.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)  # the stand-in answers at once; a real study here would be a bug
     ran = [line.split() for line in calls.read_text().splitlines()]
     assert done.returncode == 1
     assert "FAILED: run.py mt --seeds 1,2,3 --jobs 2" in done.stdout
