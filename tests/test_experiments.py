@@ -421,27 +421,28 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
     sys.path.insert(0, str(REPO / "experiments"))
     import report
+    import stats
     from scipy.stats import ttest_1samp
 
     # +1, +2, +3: mean 2 = 3.5 standard errors, below t(0.975, 2) = 4.30 -> not significant
-    assert report.verdict([1.0, 2.0, 3.0]) == "within noise"
-    assert report.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
+    assert stats.verdict([1.0, 2.0, 3.0]) == "within noise"
+    assert stats.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
     # same mean, a tenth of the spread: t = 34.6 -> helps; mirrored -> hurts
-    assert report.verdict([1.9, 2.0, 2.1]) == "helps" and report.verdict([-1.9, -2.0, -2.1]) == "hurts"
-    assert report.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and report.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.074)"
+    assert stats.verdict([1.9, 2.0, 2.1]) == "helps" and stats.verdict([-1.9, -2.0, -2.1]) == "hurts"
+    assert stats.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and stats.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.074)"
     # five seeds: t(0.975, 4) = 2.78; mean 1, sd 1 -> t = 2.24 (noise); sd 0.61 -> t = 3.68 (helps)
     five = [0.0, 0.0, 1.0, 2.0, 2.0]
-    assert report.verdict(five) == "within noise"
-    assert report.paired_p(five) == pytest.approx(ttest_1samp(five, 0).pvalue)
-    assert report.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
-    assert report.verdict([0.5]) == "one seed: no verdict" and report.paired_p([0.5]) is None
-    assert report.verdict([0.0, 0.0, 0.0]) == "within noise" and report.verdict([1.0, 1.0, 1.0]) == "helps"
+    assert stats.verdict(five) == "within noise"
+    assert stats.paired_p(five) == pytest.approx(ttest_1samp(five, 0).pvalue)
+    assert stats.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
+    assert stats.verdict([0.5]) == "one seed: no verdict" and stats.paired_p([0.5]) is None
+    assert stats.verdict([0.0, 0.0, 0.0]) == "within noise" and stats.verdict([1.0, 1.0, 1.0]) == "helps"
     # the glue table says how many verdicts chance alone would give (5% of the tested comparisons)
     runs = [synthetic_run("glue", "mrpc", m, seed, 80.0 + seed * (m != "ft")) for m in ("ft", "addrop", "rd") for seed in (1, 2, 3)]
     text = "\n".join(report.glue_section(runs, tmp_path, "figures"))
     assert '2 comparisons at 5% each: about 0.1 "helps" or "hurts" would appear by chance alone' in text
     # two seeds: no verdict, even when both differences are equal (zero variance, p = 0)
-    assert report.verdict([-0.7, -0.7]) == "two seeds: no verdict" and report.paired_p([-0.7, -0.7]) == 0.0
+    assert stats.verdict([-0.7, -0.7]) == "two seeds: no verdict" and stats.paired_p([-0.7, -0.7]) == 0.0
 
 
 def test_majority_class_floor_is_what_sklearn_scores_for_a_constant_prediction(shared_data, tmp_path):
