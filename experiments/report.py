@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 
 import studies  # noqa: E402
 from tasks import TASKS  # noqa: E402
-from stats import MIN_SEEDS_FOR_VERDICT, fmt, judged, mean_std, p_text, verdict  # noqa: E402
+from stats import MIN_SEEDS_FOR_VERDICT, fmt, judged, mean_std, over_seeds, p_text, verdict  # noqa: E402
 
 METHOD_NAMES = {
     "ft": "FT (fine-tuning)",
@@ -174,7 +174,7 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str, score: st
                 judge = judged(diffs)
                 if diffs:
                     sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {verdict(diffs)} "
-                                     f"(paired Δ {diff_txt} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
+                                     f"(paired Δ {diff_txt} {over_seeds(len(diffs))}"
                                      + (f", {p_text(diffs)})." if len(diffs) >= MIN_SEEDS_FOR_VERDICT else ")."))
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([dev_losses(r)[-1] for r in rs], 3)} | "
@@ -516,7 +516,7 @@ def mt_attention_default(runs: List[dict]) -> List[str]:
             per_task[task] = diffs
     if not per_task:
         return []
-    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} {TASKS[t].metric} over {len(d)} seed{'s' if len(d) > 1 else ''}, {judged(d)}"
+    parts = "; ".join(f"{TASKS[t].name} Δ {mean_std(d, 2)} {TASKS[t].metric} {over_seeds(len(d))}, {judged(d)}"
                       for t, d in per_task.items())
     wins = all(verdict(d) == "helps" for d in per_task.values())
     return [f"Attention default for translation (encoder + decoder self-attention minus encoder only, paired "
@@ -1068,7 +1068,7 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
                             + (f" (outputs far from the references' length in {bad} of {len(ratios)} runs: not "
                                "translations yet)" if 2 * bad > len(ratios) else ""))
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
-                             f"AD-DROP Δ {mean_std(diffs)} over {len(diffs)} seed{'s' if len(diffs) > 1 else ''}: "
+                             f"AD-DROP Δ {mean_std(diffs)} {over_seeds(len(diffs))}: "
                              f"{judged(diffs)}{loss}")
         if parts:
             lines += [f"{what}: " + "; ".join(parts) + ".", ""]

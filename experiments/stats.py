@@ -62,3 +62,8 @@ def p_text(diffs: List[float]) -> str:
 def judged(diffs: List[float]) -> str:
     """The verdict with its p-value, for tables."""
     return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) >= MIN_SEEDS_FOR_VERDICT else verdict(diffs)
+
+
+def over_seeds(n: int) -> str:
+    """'over 1 seed' / 'over 3 seeds', as every paired Δ in the report is qualified."""
+    return f"over {n} seed{'s' if n != 1 else ''}"
