@@ -323,6 +323,16 @@ def scheduled_text(runs: List[dict]) -> str:
     return f"scheduled scores dropout from {studies.SCHEDULE_START:g} down to {studies.SCHEDULE_END:g} in the last layer"
 
 
+def regularizer_settings(runs: List[dict], model: str, unit: str) -> str:
+    """The sentence that says how the ``regularizers`` rows were run (empty when there are none)."""
+    if not any(r["method"] in studies.REGULARIZERS for r in runs):
+        return ""
+    return (f" AttendOut and its cheap regularizers (study `regularizers`, {model}same budget; the settings of "
+            "AttendOut's paper, not re-tuned here, as AD-DROP's are not): AttendOut with T = 20, its nets scored "
+            f"on 200 training {unit} outside the subset; scores dropout 0.1; attention LayerDrop 0.2; "
+            f"{scheduled_text(runs)}.")
+
+
 def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional[Dict[str, dict]] = None) -> List[str]:
     if not runs:
         return []
@@ -334,10 +344,8 @@ def glue_section(runs: List[dict], figures: Path, rel: str, references: Optional
             "re-tuned for MiniLM, whose learning rate alone was tuned, for FT), first layer for SST-2 and STS-B; "
             "STS-B is regression, where AD-DROP has no pseudo labels and attributes the real loss (Appendix A); extra attention dropout (HF's "
             "`attention_probs_dropout_prob`: every layer, every epoch) = MiniLM's 0.1 + p·q × the share of layers "
-            f"AD-DROP acts on ({attention_dropout_rates(runs)}); R-Drop alpha 1 (its GLUE setting)." + (
-                " AttendOut and its cheap regularizers (study `regularizers`, same budget): AttendOut with "
-                "T = 20, its nets scored on 200 training rows outside the subset; scores dropout 0.1; "
-                f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs) else ""),
+            f"AD-DROP acts on ({attention_dropout_rates(runs)}); R-Drop alpha 1 (its GLUE setting)."
+            + regularizer_settings(runs, "", "rows"),
             ""] + majority_line(references or {}, sorted({r["task"] for r in runs}))
             + comparison(runs, figures, rel, "glue_paired_differences.png") + regularizer_verdicts(runs, "glue")
             + second_metrics_table(runs)
@@ -423,11 +431,7 @@ def ner_section(runs: List[dict], figures: Path, rel: str) -> List[str]:
             f"{studies.BATCH} sentences; AD-DROP and RD with p = {p}, q = {q} (the paper gives none for CoNLL) on "
             "all layers, pseudo-label loss as the attribution target (Eq. 8-10); R-Drop is fairseq's "
             "`label_smoothed_cross_entropy_with_rdrop` (alpha 1). MiniLM is uncased; the tagger is trained "
-            "from scratch." + (
-                " AttendOut and its cheap regularizers (study `regularizers`, MiniLM, same budget): AttendOut "
-                "with T = 20, its nets scored on 200 training sentences outside the subset; scores dropout 0.1; "
-                f"attention LayerDrop 0.2; {scheduled_text(runs)}." if any(r["method"] in studies.REGULARIZERS for r in runs)
-                else ""), ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
+            "from scratch." + regularizer_settings(runs, "MiniLM, ", "sentences"), ""] + comparison(runs, figures, rel, "ner_paired_differences.png")
             + regularizer_verdicts(runs, "ner"))
 
 

@@ -861,3 +861,8 @@ def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_r
     assert any(x.startswith("AttendOut and its cheap regularizers against AD-DROP") and ": better than AD-DROP on "
                "CoNLL-2003 (MiniLM) (1.0 ± 0.1)" in x for x in report.ner_section(ner, tmp_path, ""))
     assert report.regularizer_verdicts(runs("smoke", "mrpc", "smoke"), "glue") == []  # no regularizers study: no line
+    # how they were run is said once per section, with where their settings come from
+    for section, unit in ((report.glue_section(glue, tmp_path, ""), "rows"), (report.ner_section(ner, tmp_path, ""), "sentences")):
+        said = [x for x in section if "study `regularizers`" in x]
+        assert len(said) == 1 and "not re-tuned here" in said[0] and f"200 training {unit} outside" in said[0]
+    assert not any("study `regularizers`" in x for x in report.glue_section(glue[:6], tmp_path, ""))
