@@ -1071,11 +1071,21 @@ def readme_block(runs: List[dict], references: Optional[Dict[str, dict]] = None,
                     loss = (f", lowest dev loss Δ {mean_std(ld, 3)}: {judged([-d for d in ld])}"
                             + (f" (outputs far from the references' length in {bad} of {len(ratios)} runs: not "
                                "translations yet)" if 2 * bad > len(ratios) else ""))
+                if study == "ner":  # AttendOut and its cheap regularizers, the same paired test against FT
+                    for m in studies.REGULARIZERS:
+                        peer = paired_diffs([r for r in runs if r["study"] == "regularizers" and r["task"] == task
+                                             and r["method"] == m], ft)
+                        if peer:
+                            loss += f", {SHORT_NAMES[m]} Δ {mean_std(peer)}: {judged(peer)}"
                 parts.append(f"{TASKS[task].name}: FT {mean_std([r['best']['score'] for r in ft.values()])}, "
                              f"AD-DROP Δ {mean_std(diffs)} {over_seeds(len(diffs))}: "
                              f"{judged(diffs)}{loss}")
         if parts:
             lines += [f"{what}: " + "; ".join(parts) + ".", ""]
+            if study == "ner":
+                tagging = {r["task"] for r in srs}
+                lines += regularizer_verdicts(srs + [r for r in runs if r["study"] == "regularizers"
+                                                     and r["task"] in tagging], "ner")
     confirm = [r for r in runs if r["study"] == "confirm"]
     for task, cell in best_cells(confirm).items():
         ft = {r["seed"]: r for r in confirm if r["task"] == task and r["method"] == "ft"}

@@ -860,6 +860,12 @@ def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_r
     ner = runs("regularizers", "ner", "ner")
     assert any(x.startswith("AttendOut and its cheap regularizers against AD-DROP") and ": better than AD-DROP on "
                "CoNLL-2003 (MiniLM) (1.0 ± 0.1)" in x for x in report.ner_section(ner, tmp_path, ""))
+    # the README's NER line gives their paired Δ to FT, and a line of their verdicts against AD-DROP
+    block = report.readme_block(ner)
+    ner_line = next(x for x in block if x.startswith("NER"))
+    assert "AttendOut Δ 1.0 ± 0.1: helps (p" in ner_line and "scores dropout Δ 0.1 ± 0.5: within noise (p" in ner_line
+    assert any(x.startswith("AttendOut and its cheap regularizers against AD-DROP") and ": better than AD-DROP on "
+               "CoNLL-2003 (MiniLM) (1.0 ± 0.1)" in x for x in block)
     assert report.regularizer_verdicts(runs("smoke", "mrpc", "smoke"), "glue") == []  # no regularizers study: no line
     # how they were run is said once per section, with where their settings come from
     for section, unit in ((report.glue_section(glue, tmp_path, ""), "rows"), (report.ner_section(ner, tmp_path, ""), "sentences")):
