@@ -179,8 +179,12 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str, score: st
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([dev_losses(r)[-1] for r in rs], 3)} | "
                          f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
+    later = sorted({r["study"] for r in runs if r["method"] != "ft"} - {r["study"] for r in runs if r["method"] == "ft"})
     lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
               "two at a time: indicative; the cost study and benchmarks/ are the clean measurements)."
+              + (f" The rows of the {', '.join(f'`{s}`' for s in later)} study ran in other sessions than FT's (another "
+                 "machine or load): their ratio mixes the two, so below 1 means a faster session, not a cheaper "
+                 "method; benchmarks/step_overhead.py times them side by side." if later else "")
               + (" Dev loss: fairseq's R-Drop criterion logs twice the cross-entropy in validation (it scores "
                  "the batch and its duplicate); its column is halved to the other rows' scale."
                  if any(FAIRSEQ_RDROP in r.get("command", ()) for r in runs) else ""),
@@ -595,8 +599,8 @@ def ablation_section(runs: List[dict], glue_runs: List[dict]) -> List[str]:
              "AD-DROP with one part replaced, same learning rate, seeds and budget; FT, AD-DROP and RD are the "
              "glue study's runs. Cells: best-epoch dev score mean ± std, the paired Δ to FT, the paired Δ to "
              "AD-DROP (what replacing that part changes; **bold** where significant); cost = seconds per update "
-             "relative to FT's runs on the same task (these runs shared the CPU two at a time; the cost study "
-             "is the clean measurement).", "",
+             "relative to FT's runs on the same task (these runs shared the CPU two at a time, and the ablation's "
+             "own rows ran in other sessions than FT's: indicative only; the cost study is the clean measurement).", "",
              "| method | " + " | ".join(f"{TASKS[t].name} ({TASKS[t].metric}) | Δ FT | Δ AD-DROP | cost" for t in tasks)
              + " |", "|---|" + "---|---|---|---|" * len(tasks)]
     for study, method, label in ABLATION_ROWS:

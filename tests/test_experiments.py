@@ -872,3 +872,7 @@ def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_r
         said = [x for x in section if "study `regularizers`" in x]
         assert len(said) == 1 and "not re-tuned here" in said[0] and f"200 training {unit} outside" in said[0]
     assert not any("study `regularizers`" in x for x in report.glue_section(glue[:6], tmp_path, ""))
+    # their cost column compares runs of other sessions with FT's: said where (and only where) it does
+    caveat = "The rows of the `regularizers` study ran in other sessions than FT's"
+    assert any(caveat in x for x in report.glue_section(glue, tmp_path, ""))
+    assert not any(caveat in x for x in report.glue_section(glue[:6], tmp_path, ""))
