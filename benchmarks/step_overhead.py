@@ -78,6 +78,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from fairseq import optim, options, tasks  # noqa: E402
+from fairseq.data import LanguagePairDataset  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 import addrop_fairseq  # noqa: E402
@@ -211,6 +212,16 @@ def make_batch(task, bsz, length, seed, device):
     return to(sample)
 
 
+def as_dataset(task, sample):
+    """The batch's sentences as a real split: AttendOut loads its scoring split before the first
+    update; no dropout step (where it is read) falls within the timed steps."""
+    src_pad, tgt_pad = task.source_dictionary.pad(), task.target_dictionary.pad()
+    src = [row[row.ne(src_pad)].cpu() for row in sample["net_input"]["src_tokens"]]
+    tgt = [row[row.ne(tgt_pad)].cpu() for row in sample["target"]]
+    return LanguagePairDataset(src, [len(s) for s in src], task.source_dictionary,
+                               tgt, [len(t) for t in tgt], task.target_dictionary)
+
+
 class Bench:
     """The model, the batch and one criterion per variant."""
 
@@ -225,16 +236,18 @@ class Bench:
         self.task = tasks.setup_task(cfg.task)
         self.model = self.task.build_model(cfg.model).to(self.device)
         self.model.train()
+        self.sample = make_batch(self.task, args.batch, args.length, args.seed, self.device)
         self.criteria = {}
         for v in variants:
             vcfg = parse_fairseq(data, model_args(args) + criterion_args(v, args))
             crit = self.task.build_criterion(vcfg.criterion).to(self.device)
+            if v == "attendout":
+                self.task.datasets.setdefault(vcfg.criterion.attendout_eval, as_dataset(self.task, self.sample))
             if hasattr(crit, "prepare"):
                 crit.prepare(self.model)  # install the seams now, as begin_epoch does
             if v == "attendout":  # the trainer's optimizer, as train_step hands it over (A-Net's kind)
                 self.task._addrop.optimizer = optim.build_optimizer(vcfg.optimizer, list(self.model.parameters()))
             self.criteria[v] = crit
-        self.sample = make_batch(self.task, args.batch, args.length, args.seed, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def sync(self):
