@@ -179,12 +179,12 @@ def comparison(runs: List[dict], figures: Path, rel: str, figure: str, score: st
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([dev_losses(r)[-1] for r in rs], 3)} | "
                          f"{diff_txt} | {seeds_txt} | {judge} | {cost} |")
-    later = sorted({r["study"] for r in runs if r["method"] != "ft"} - {r["study"] for r in runs if r["method"] == "ft"})
+    other_studies = sorted({r["study"] for r in runs if r["method"] != "ft"} - {r["study"] for r in runs if r["method"] == "ft"})
     lines += ["", "Cost ×FT: seconds per update relative to FT's runs on the same task (these runs shared the CPU "
               "two at a time: indicative; the cost study and benchmarks/ are the clean measurements)."
-              + (f" The rows of the {', '.join(f'`{s}`' for s in later)} study ran in other sessions than FT's (another "
+              + (f" The rows of the {', '.join(f'`{s}`' for s in other_studies)} study ran in other sessions than FT's (another "
                  "machine or load): their ratio mixes the two, so below 1 means a faster session, not a cheaper "
-                 "method; benchmarks/step_overhead.py times them side by side." if later else "")
+                 "method; benchmarks/step_overhead.py times them side by side." if other_studies else "")
               + (" Dev loss: fairseq's R-Drop criterion logs twice the cross-entropy in validation (it scores "
                  "the batch and its duplicate); its column is halved to the other rows' scale."
                  if any(FAIRSEQ_RDROP in r.get("command", ()) for r in runs) else ""),
