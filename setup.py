@@ -37,6 +37,7 @@ setup(
             "addrop-tagging-preprocess=addrop_fairseq.tagging.preprocess:main",
             "addrop-hf-preprocess=addrop_fairseq.hf.preprocess:main",
             "addrop-explain=addrop_fairseq.explain:main",
+            "addrop-evaluate=addrop_fairseq.evaluate:main",
         ],
     },
 )

@@ -165,3 +165,87 @@ def test_checkpoints_reload(runs):
         assert type(models[0]).__name__ == "HFSeq2SeqModel"
     finally:
         shutil.move(str(moved), str(dirs["marian"]))
+
+
+def _hans_rows(shared_data, tmp_path, n_per_heuristic=4):
+    """A few rows of the real HANS file per heuristic and label, written back as HANS's TSV."""
+    lines = (shared_data / "hans" / "hans_eval_30k.tsv").read_text(encoding="utf-8").splitlines()
+    header, picked, seen = lines[0], [], {}
+    for line in lines[1:]:
+        key = tuple(line.split("\t")[3:5])
+        if seen.get(key, 0) < n_per_heuristic // 2:
+            seen[key] = seen.get(key, 0) + 1
+            picked.append(line)
+    path = tmp_path / "hans.tsv"
+    path.write_text("\r\n".join([header, *picked]) + "\r\n", encoding="utf-8")  # CRLF, as PAWS ships
+    return path, [line.split("\t") for line in picked]
+
+
+def test_evaluate_scores_a_checkpoint_per_group_as_one_example_at_a_time(runs, shared_data, tmp_path):
+    """addrop-evaluate on real HANS rows with an RTE model: its batched predictions equal the
+    model run on one example at a time (no padding), and its accuracies are counted from them."""
+    import json
+
+    import torch
+
+    from addrop_fairseq import evaluate
+    from addrop_fairseq.hf.preprocess import Encoder
+
+    path, rows = _hans_rows(shared_data, tmp_path)
+    ckpt = str(runs["root"] / "ckpt" / "bert" / "checkpoint_last.pt")
+    out = tmp_path / "hans.json"
+    result = evaluate.main(["--checkpoint", ckpt, "--input", str(path), "--label-column", "gold_label",
+                            "--group-column", "heuristic", "--label-map", "not_entailment=non-entailment",
+                            "--batch-size", "5", "--max-length", "96", "--output", str(out), "--cpu"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["n"] == len(rows) == 12 and set(result["by_group"]) == {"lexical_overlap", "subsequence", "constituent"}
+
+    model, task, head = evaluate.load(ckpt, None)
+    model.eval()
+    enc, labels = Encoder(model.tokenizer), task.label_dictionary
+    mapped = {"not_entailment": "non-entailment"}
+    slow, slow_logits = [], []
+    with torch.no_grad():
+        for r in rows:
+            ids = enc.fairseq_ids(model.tokenizer(r[1], r[2], truncation=True, max_length=96)["input_ids"])
+            logits, _ = model(torch.tensor([ids]), torch.tensor([len(ids)]), features_only=True,
+                              classification_head_name=head)
+            slow_logits.append(logits[0])
+            name = labels[int(logits.argmax()) + labels.nspecial]
+            slow.append(mapped.get(name, name))
+    batched = evaluate.predict_logits(model, task, head, [r[1:3] for r in rows], 96, 5, torch.device("cpu"))
+    torch.testing.assert_close(batched, torch.stack(slow_logits), atol=1e-5, rtol=1e-4)  # order, padding
+    hits = [p == r[3] for p, r in zip(slow, rows)]
+    assert result["accuracy"] == pytest.approx(100 * sum(hits) / len(hits))
+    assert result["predicted"] == {p: slow.count(p) for p in set(slow)}
+    for grp in result["by_group"]:
+        mine = [h for h, r in zip(hits, rows) if r[4] == grp]
+        assert result["by_group"][grp] == {"n": len(mine), "accuracy": pytest.approx(100 * sum(mine) / len(mine))}
+    for label in ("entailment", "non-entailment"):
+        mine = [h for h, r in zip(hits, rows) if r[3] == label]
+        assert result["by_label"][label]["n"] == len(mine) == 6
+
+
+def test_evaluate_refuses_bad_input_with_one_line_naming_it(runs, shared_data, tmp_path, capsys):
+    """A gold label the model cannot predict (no --label-map), a missing column, a label map
+    naming a label the model lacks, a ragged row, a missing checkpoint: one ``error:`` line each,
+    before any prediction."""
+    from addrop_fairseq import evaluate
+
+    path, _ = _hans_rows(shared_data, tmp_path)
+    ckpt = str(runs["root"] / "ckpt" / "bert" / "checkpoint_last.pt")
+    base = ["--checkpoint", ckpt, "--input", str(path), "--label-column", "gold_label", "--cpu"]
+    ragged = tmp_path / "ragged.tsv"
+    ragged.write_text("sentence1\tsentence2\tlabel\na\tb\tentailment\nc\td\n", encoding="utf-8")
+    cases = {
+        "hans.tsv:2: gold label 'non-entailment' is not one the model can predict": base,
+        "no column(s) ['premise']": base + ["--text-columns", "premise,sentence2"],
+        "--label-map: ['neutral'] are not labels of the model": base + ["--label-map", "neutral=non-entailment"],
+        "ragged.tsv:3: 2 fields, the header has 3": ["--checkpoint", ckpt, "--input", str(ragged), "--cpu"],
+        "nope.pt: no such checkpoint": ["--checkpoint", str(tmp_path / "nope.pt"), "--input", str(path)],
+    }
+    for message, argv in cases.items():
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(argv)
+        assert str(e.value).startswith("error: ") and message in str(e.value), (message, e.value)
+        assert "\n" not in str(e.value)
