@@ -44,7 +44,6 @@ NAME = "addrop"
 logger = logging.getLogger(__name__)
 
 _registered = False
-_probe: Optional[List] = None  # while discovering sites: (module, q_len, kv_len) per call
 
 # keyword arguments of attention variants our eager path does not implement
 _UNSUPPORTED = ("sliding_window", "softcap", "s_aux", "sinks", "position_bias")
@@ -123,10 +122,11 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
 
 def addrop_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The ``"addrop"`` attention implementation (see the module docstring)."""
-    if _probe is not None:
-        _probe.append((module, query.size(2), key.size(2)))
     st = state(module)
     hook = st.hook if st is not None else None
+    if isinstance(hook, Probe):  # site discovery: note the call, run stock
+        hook.calls.append((module, query.size(2), key.size(2)))
+        hook = None
     if hook is None:
         stock = st.fallback if st is not None else "sdpa"
         if stock == "eager":
@@ -176,18 +176,48 @@ def stock_implementation(hf_model: nn.Module) -> str:
     return st.fallback if st is not None else "sdpa"
 
 
+class Probe:
+    """Site discovery's hook: every attention call while :func:`probe` runs, as
+    (module, query length, key length). It lives in the probed model's own modules'
+    :class:`SiteState` (nothing module-global), so probing one model never sees another's
+    calls; the attention function runs stock while it is the hook."""
+
+    needs_scores = needs_probs = needs_attended = False
+
+    def __init__(self):
+        self.calls: List[tuple] = []
+
+
 def probe(hf_model: nn.Module, run) -> List[tuple]:
-    """(module, query length, key length) of every attention call while ``run()`` runs."""
-    global _probe
+    """(module, query length, key length) of every attention call of ``hf_model`` while
+    ``run()`` runs (in eval mode, without gradients).
+
+    Every submodule of ``hf_model`` carries the probe as its ``SiteState`` hook for the
+    duration (a transient state where it had none); states are restored afterwards.
+    """
+    hook, fallback = Probe(), stock_implementation(hf_model)
+    saved = []
+    for module in hf_model.modules():
+        if module is hf_model:
+            continue
+        st = state(module)
+        saved.append((module, st, None if st is None else st.hook))
+        if st is None:
+            setattr(module, STATE, SiteState(hook=hook, fallback=fallback))
+        else:
+            st.hook = hook
     was_training = hf_model.training
     hf_model.eval()
-    _probe = []
     try:
         with torch.no_grad():
             run()
-        return _probe
+        return hook.calls
     finally:
-        _probe = None
+        for module, st, old in saved:
+            if st is None:
+                delattr(module, STATE)
+            else:
+                st.hook = old
         hf_model.train(was_training)
 
 
