@@ -8,9 +8,7 @@ only adds a method to the plugin's own registry.
 """
 import torch
 
-import addrop_fairseq
-
-addrop_fairseq.register()  # addrop_ce and friends (fairseq is imported: this is a --user-dir)
+import addrop_fairseq  # noqa: F401  (registers addrop_ce and friends, whichever is imported first)
 from addrop_fairseq.attribution import gradients, register_attribution
 
 
