@@ -166,7 +166,7 @@ def evaluate(args) -> dict:
     import torch
 
     label_map = parse_label_map(args.label_map)
-    rows = read_rows(args.input)
+    rows = read_rows(args.input)[: args.limit]
     if not rows:
         raise InputError(f"{args.input}: no rows")
     model, task, head = load(args.checkpoint, args.data)
@@ -206,6 +206,7 @@ def get_parser():
                    help="MODEL_LABEL=TEST_LABEL,... for labels the test set names differently")
     p.add_argument("--max-length", type=int, default=None,
                    help="truncate inputs to this many tokens, as the training data was (default: the model's limit)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N rows (a quick check)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--output", default=None, help="write the scores as JSON here")
     p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")

@@ -4,6 +4,11 @@ with MiniLM's tokenizer (``addrop_fairseq``'s HF preprocessing), cached in the w
 Labels are written as integers so that fairseq's sentence_prediction maps them back for
 F1 / MCC (``label_dict.string`` -> ``int``): RTE entailment = 0, not_entailment = 1 (the GLUE
 convention); MRPC, CoLA, SST-2 keep their 0/1; STS-B keeps its float score (regression).
+MNLI keeps its label names (accuracy only; the HANS evaluation maps them by name).
+
+MNLI and QQP are slices of GLUE's training sets beside the GLUE folder (``../shared/data/mnli``,
+``qqp``: ``{train,dev}.json``, disjoint); each names the out-of-distribution set a model trained
+on it is scored on once after training (``OodSet``: HANS for MNLI, PAWS-Wiki test for QQP).
 """
 import csv
 import subprocess
@@ -19,6 +24,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
+class OodSet:
+    """An out-of-distribution test set, scored with ``addrop-evaluate`` (its flags below)."""
+
+    name: str
+    path: str  # under ../shared/data
+    label_column: str
+    group_column: Optional[str] = None
+    label_map: Optional[str] = None  # MODEL_LABEL=TEST_LABEL,...
+    text_columns: str = "sentence1,sentence2"
+
+    def evaluate_args(self, data: Path) -> Tuple[str, ...]:
+        return ("--input", str(data / self.path), "--text-columns", self.text_columns, "--label-column",
+                self.label_column, *(("--group-column", self.group_column) if self.group_column else ()),
+                *(("--label-map", self.label_map) if self.label_map else ()))
+
+
+# HANS's own evaluation: an MNLI model's neutral and contradiction both count as non-entailment
+HANS = OodSet("hans", "hans/hans_eval_30k.tsv", "gold_label", "heuristic",
+              "neutral=non-entailment,contradiction=non-entailment")
+# PAWS-Wiki's labeled test stands in for PAWS-X English test (not reachable here); 1 = paraphrase, as QQP's 1
+PAWS = OodSet("paws", "paws/test.tsv", "label")
+
+
+@dataclass(frozen=True)
 class GlueTask:
     name: str
     metric: str  # the headline metric fairseq logs on the dev set
@@ -29,6 +58,7 @@ class GlueTask:
     sec_per_update: float  # MiniLM, batch 16, 1 thread (the --dry-run estimate)
     family: str = "glue"
     lr_grid: Tuple[float, ...] = (2e-5, 5e-5, 1e-4, 2e-4)  # 2e-4 added after MRPC peaked at 1e-4
+    ood: Tuple[OodSet, ...] = ()  # scored once on the best dev checkpoint after training
 
     @property
     def regression(self) -> bool:
@@ -55,7 +85,11 @@ TASKS = {
     "cola": GlueTask("CoLA", "mcc", ("accuracy",), 2, ("--report-mcc",), 0.5),
     "stsb": GlueTask("STS-B", "pearson", ("spearman", "pearson_and_spearman"), 1, ("--report-pearson-and-spearman",), 1.2),
     "sst2": GlueTask("SST-2", "accuracy", (), 2, (), 0.7),
+    # sec_per_update: MNLI pairs are about RTE's length, shorter than MRPC's; QQP's questions shorter still
+    "mnli": GlueTask("MNLI", "accuracy", (), 3, (), 1.5, family="ood", ood=(HANS,)),
+    "qqp": GlueTask("QQP", "accuracy", (), 2, (), 1.0, family="ood", ood=(PAWS,)),
 }
+JSON_TASKS = ("mnli", "qqp")  # ../shared/data/<task>/{train,dev}.json, beside the glue folder
 
 
 def _rows(path: Path, header: bool) -> List[List[str]]:
@@ -66,7 +100,13 @@ def _rows(path: Path, header: bool) -> List[List[str]]:
 
 
 def read_split(data: Path, task: str, split: str) -> List[Tuple[str, Optional[str], str]]:
-    """(sentence 1, sentence 2 or None, label) for every row of ``split`` (train or dev)."""
+    """(sentence 1, sentence 2 or None, label) for every row of ``split`` (train or dev); ``data``
+    is the GLUE folder (the JSON slices lie beside it)."""
+    if task in JSON_TASKS:
+        import json
+
+        rows = json.loads((data.parent / task / f"{split}.json").read_text(encoding="utf-8"))
+        return [(r["text_a"], r["text_b"], r["label"]) for r in rows.values()]
     folder = data / TASKS[task].name
     path = folder / f"{split}.tsv"
     if task == "cola":  # no header: source, label, original label, sentence

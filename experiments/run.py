@@ -138,6 +138,9 @@ def command(run: studies.Run, data_bin: Path, sizes: dict, model_dir: str, devic
     ]
     if getattr(task, "saves_checkpoints", False):
         cmd += ["--save-dir", str(checkpoints), "--no-epoch-checkpoints"]
+    elif getattr(task, "ood", ()):  # the best dev checkpoint only, for the OOD sets after training
+        cmd += ["--save-dir", str(checkpoints), "--no-epoch-checkpoints", "--no-last-checkpoints",
+                "--no-save-optimizer-state", "--best-checkpoint-metric", task.metric, "--maximize-best-checkpoint-metric"]
     else:
         cmd += ["--no-save"]
         if "--disable-validation" not in flags:
@@ -283,6 +286,13 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
         scores["test"] = test
         scores["best"] = {"epoch": best_epoch, "score": test["best"][task.metric]}
         scores["last"] = {"epoch": epochs[-1]["epoch"] if epochs else None, "score": test["last"][task.metric]}
+    if getattr(task, "ood", ()):
+        say(f"[{index}/{total}] {run.key}: scoring the best dev checkpoint on {', '.join(o.name for o in task.ood)}")
+        ood = score_ood(run, checkpoints / "checkpoint_best.pt", args, env)
+        shutil.rmtree(checkpoints)
+        if ood is None:
+            return None
+        scores["ood"] = ood
     updates = max((e.get("train_num_updates", 0) for e in epochs), default=0)
     result = {
         "study": run.study, "task": run.task, "method": run.method, "seed": run.seed, "meta": dict(run.meta),
@@ -309,6 +319,25 @@ def execute(run: studies.Run, args, prepared: dict, model_dir: str, index: int, 
     return result
 
 
+def score_ood(run: studies.Run, checkpoint: Path, args, env: dict) -> Optional[dict]:
+    """``addrop-evaluate`` on each OOD set of the run's task: {set: scores}; None if one fails."""
+    out = {}
+    data = args.data or shared_data()
+    for ood in TASKS[run.task].ood:
+        path = args.work / "logs" / run.study / run.task / run.method / f"seed{run.seed}.{ood.name}.json"
+        cmd = [sys.executable, "-m", "addrop_fairseq.evaluate", "--checkpoint", str(checkpoint), *ood.evaluate_args(data),
+               "--max-length", str(run.max_length), "--output", str(path),
+               *(("--limit", str(run.ood_rows)) if run.ood_rows else ()), *(("--cpu",) if args.device == "cpu" else ())]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            say(f"{run.key}: scoring {ood.name} FAILED (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            return None
+        scores = json.loads(path.read_text())
+        out[ood.name] = {k: v for k, v in scores.items() if k not in ("checkpoint", "input")}
+        out[ood.name]["file"] = ood.path
+    return out
+
+
 def estimate(run: studies.Run) -> float:
     """Rough CPU seconds of a run (dry-run plan): updates x seconds per update x method cost + dev passes."""
     n = run.train_size or getattr(TASKS[run.task], "train_total", 1000)
@@ -320,7 +349,11 @@ def estimate(run: studies.Run) -> float:
     cap = studies.TABLE11_MAX_LENGTH.get(run.task, 128)
     sec = TASKS[run.task].sec_per_update * (1.0 if run.max_length >= cap else run.max_length / 128)
     dev = 0 if "--disable-validation" in flags else run.expected_epochs * 300 * sec / 3 / studies.BATCH
-    return updates * sec * run.cost + dev
+    ood_rows = sum(run.ood_rows or OOD_ROWS.get(o.name, 0) for o in getattr(TASKS[run.task], "ood", ()))
+    return updates * sec * run.cost + dev + ood_rows * sec / 3 / studies.BATCH
+
+
+OOD_ROWS = {"hans": 30000, "paws": 8000}  # for the estimate
 
 
 def build_parser():
@@ -354,6 +387,10 @@ def plan(study: str, tasks: List[str], seeds: List[int], lrs: Dict[str, float], 
     elif study == "protocol":
         done = load_study(args.results, "smoke" if args.smoke else "protocol")
         runs = studies.protocol(tasks, seeds, lrs, [r for r in done if r.get("recipe") == "reference"])
+    elif study == "ood":  # the protocol study's choice; a smoke run checks the pipeline with a placeholder
+        choice = (studies.DEFAULT_LR, (0.3, 0.3)) if args.smoke else \
+            studies.protocol_choice(studies.OOD_CHOICE_FROM, load_study(args.results, "protocol"))
+        runs = studies.ood(tasks, seeds, lrs, choice)
     else:
         runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.smoke and study != "smoke":
@@ -374,7 +411,7 @@ def main(argv=None) -> int:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
-    if study not in ("tune", "smoke", "protocol"):  # protocol searches its own rate
+    if study not in ("tune", "smoke", "protocol", "ood"):  # protocol searches its own rate; ood uses its choice
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "

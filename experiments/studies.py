@@ -73,6 +73,7 @@ class Run:
     recipe: str = "finetune"  # a key of RECIPES
     patience: Optional[int] = None  # early stopping: stop after this many epochs without a better dev score
     waits_for: Optional[str] = None  # a setting chosen from runs not finished yet: planned, not runnable
+    ood_rows: Optional[int] = None  # score only the first rows of the task's OOD sets (smoke); None: all
 
     @property
     def expected_epochs(self) -> float:
@@ -420,6 +421,41 @@ def protocol(tasks, seeds, lrs: Dict[str, float], done: Optional[List[dict]] = N
     return runs
 
 
+OOD_TASKS = ("mnli", "qqp")
+# 1000 training examples, as every GLUE study here: a run at the reference recipe is ~20-30
+# CPU-minutes (~10 epochs of 63 updates at 1-1.5 s, dev 1000 pairs each epoch) plus the OOD
+# set once (HANS: 30,000 pairs, ~10 minutes); 2000 would double the training part
+OOD_TRAIN_SIZE = 1000
+OOD_CHOICE_FROM = "mrpc"  # the protocol task whose choice both use: a sentence-pair task, and QQP's kind (paraphrase)
+
+
+def protocol_choice(task: str, done: List[dict]) -> Optional[Tuple[float, Tuple[float, float]]]:
+    """(FT's rate, AD-DROP's (p, q)) the protocol study chose for ``task``; None until both are."""
+    mine = [r for r in done if r["task"] == task]
+    lr, cell = protocol_lr(task, mine), protocol_cell(task, mine)
+    return None if lr is None or cell is None else (lr, cell)
+
+
+def ood(tasks, seeds, lrs: Dict[str, float], choice: Optional[Tuple[float, Tuple[float, float]]] = None) -> List[Run]:
+    """The paper's Section 4.6 at CPU scale: FT and AD-DROP (all layers, GA, pseudo labels,
+    cross-tuning) trained on an MNLI / QQP slice with the protocol study's recipe and early
+    stopping on the in-distribution dev set, the best dev checkpoint then scored once on the
+    task's OOD set (HANS; PAWS-Wiki test). The rate and (p, q) are the protocol study's choice
+    for ``OOD_CHOICE_FROM`` (``choice``); nothing is chosen on an OOD set. Until that choice is
+    made the runs wait (a placeholder setting, for the estimate)."""
+    wait = None if choice is not None else f"the protocol study's {OOD_CHOICE_FROM} choice"
+    lr, (p, q) = choice or (DEFAULT_LR, (0.3, 0.3))
+    runs = []
+    for t in tasks:
+        base = dict(lr=lr, train_size=OOD_TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
+                    recipe="reference", patience=PROTOCOL_PATIENCE, waits_for=wait)
+        for s in seeds:
+            runs.append(Run("ood", t, "ft", s, FT, **base))
+            runs.append(Run("ood", t, "addrop", s, addrop_flags(p, q, "all"), cost=1.5,
+                            meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("chosen_on", f"protocol {OOD_CHOICE_FROM}")), **base))
+    return runs
+
+
 NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
 
 
@@ -494,7 +530,7 @@ def smoke_sized(runs: List[Run]) -> List[Run]:
         if "--attendout-steps" in flags:
             flags[flags.index("--attendout-steps") + 1] = "2"
         size = (dict(train_size=200) if TASKS[r.task].family == "mt"
-                else dict(train_size=32, dev_size=16, max_length=64))
+                else dict(train_size=32, dev_size=16, max_length=64, ood_rows=48))
         out.append(replace(r, study="smoke", epochs=2, flags=tuple(flags), **size))
     return out
 
@@ -508,9 +544,10 @@ def epochs_confirm(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
 
 STUDIES = {"tune": tune, "glue": glue, "epochs": epochs, "epochs_confirm": epochs_confirm, "prior": prior, "cost": cost, "ablation": ablation,
            "sensitivity": sensitivity, "confirm": confirm, "ner": ner, "mt": mt, "regularizers": regularizers,
-           "protocol": protocol, "smoke": smoke}
+           "protocol": protocol, "ood": ood, "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
-DEFAULT_TASKS = {"tune": list(TASKS), "glue": GLUE_TASKS, "epochs": ["sst2", "cola"], "epochs_confirm": ["sst2"], "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
+DEFAULT_TASKS = {"tune": [t for t in TASKS if TASKS[t].family != "ood"], "glue": GLUE_TASKS, "epochs": ["sst2", "cola"], "epochs_confirm": ["sst2"], "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
                  "ablation": ["cola", "sst2"], "sensitivity": ["sst2"], "confirm": ["sst2"], "ner": ["ner", "ner_scratch"],
-                 "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "smoke": ["rte"]}
+                 "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "ood": list(OOD_TASKS),
+                 "smoke": ["rte"]}
 DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS}  # every other study: 1, 2, 3

@@ -1,0 +1,126 @@
+"""The protocol study's phases (FT's rate, then AD-DROP's p, q at that rate, then both on fresh
+seeds), its edge widening, its recipe's flags, and the ood study: waits for protocol's choice,
+runs through the real CLI at smoke size and scores the best checkpoint on HANS."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, cli_env
+
+sys.path.insert(0, str(REPO / "experiments"))
+import run as runner  # noqa: E402
+import studies  # noqa: E402
+
+
+def done_run(run, score):
+    """A finished run's JSON as run.py writes it (the fields the planning reads)."""
+    return {"study": run.study, "task": run.task, "method": run.method, "seed": run.seed, "lr": run.lr,
+            "meta": dict(run.meta), "recipe": run.recipe, "best": {"epoch": 3, "score": score}}
+
+
+def plan(done, tasks=("cola",), seeds=(4, 5)):
+    return studies.protocol(list(tasks), list(seeds), {}, done)
+
+
+def runnable(runs):
+    return [r for r in runs if not r.waits_for]
+
+
+def test_protocol_phases_choose_on_search_runs_and_judge_on_fresh_seeds():
+    runs = plan([])
+    assert [r.method for r in runnable(runs)] == [f"ft_lr{lr:g}" for lr in studies.PROTOCOL_LRS for _ in range(3)]
+    assert {r.waits_for for r in runs if r.waits_for} == {"FT's learning rate"}
+    assert all(r.recipe == "reference" and r.patience == 4 and r.max_length == 47 and r.epochs == 15 for r in runs)
+
+    # FT's grid: 5e-5 has the best mean over seeds 1-3 (1e-4 has the best single run)
+    scores = {2e-5: (10, 11, 12), 5e-5: (20, 21, 22), 1e-4: (40, 5, 5)}
+    done = [done_run(r, scores[r.lr][r.seed - 1]) for r in runs if r.method.startswith("ft_lr")]
+    assert studies.protocol_lr("cola", done[:-1]) is None  # one run short: nothing chosen
+    assert studies.protocol_lr("cola", done) == 5e-5
+    runs = plan(done)
+    ready = runnable(runs)
+    search = [r for r in ready if r.method.startswith("addrop_p")]
+    assert len(search) == 9 and {r.seed for r in search} == {1} and {r.lr for r in search} == {5e-5}
+    assert [(r.method, r.seed) for r in ready if r.method == "ft"] == [("ft", 4), ("ft", 5)]
+    assert {r.waits_for for r in runs if r.waits_for} == {"AD-DROP's (p, q)"}
+
+    # AD-DROP's grid: an inner cell wins (no widening), then the fresh AD-DROP runs use it
+    cell_scores = {(p, q): p + q for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
+    cell_scores[(0.3, 0.3)] = 5.0
+    done += [done_run(r, cell_scores[(float(r.meta[0][1]), float(r.meta[1][1]))]) for r in search]
+    assert studies.protocol_cell("cola", done) == (0.3, 0.3)
+    fresh = [r for r in runnable(plan(done)) if r.method == "addrop"]
+    assert [r.seed for r in fresh] == [4, 5]
+    flags = fresh[0].flags
+    assert flags[flags.index("--addrop-p") + 1] == "0.3" and flags[flags.index("--addrop-q") + 1] == "0.3"
+    assert flags[flags.index("--addrop-layers") + 1] == "all" and flags[flags.index("--addrop-schedule") + 1] == "cross"
+
+
+def test_a_winner_at_the_grids_upper_edge_adds_the_cells_beyond_it_once():
+    grid = {(p, q): 1.0 for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
+    grid[(0.6, 0.3)] = 9.0  # p at the top edge, q inside
+    assert studies.protocol_grid(grid)[9:] == [(0.9, 0.3)]
+    grid[(0.6, 0.3)], grid[(0.6, 0.7)] = 1.0, 9.0  # both at the edge: three cells beyond
+    added = studies.protocol_grid(grid)[9:]
+    assert added == [(0.6, 0.9), (0.9, 0.7), (0.9, 0.9)]
+    assert studies.protocol_cell("t", []) is None
+    done = [{"task": "t", "method": f"addrop_p{p:g}_q{q:g}", "meta": {"p": str(p), "q": str(q)},
+             "best": {"score": s}} for (p, q), s in grid.items()]
+    assert studies.protocol_cell("t", done) is None  # the widening has not run yet
+    done += [{"task": "t", "method": f"addrop_p{p:g}_q{q:g}", "meta": {"p": str(p), "q": str(q)},
+              "best": {"score": 10.0 if (p, q) == (0.9, 0.9) else 2.0}} for p, q in added]
+    assert studies.protocol_cell("t", done) == (0.9, 0.9)
+    grid = {(p, q): 1.0 for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
+    grid[(0.1, 0.1)] = 9.0  # the lower edge is the paper's range's own: nothing to add
+    assert len(studies.protocol_grid(grid)) == 9
+
+
+def test_protocol_refuses_the_search_seeds_as_fresh_ones_and_uses_the_reference_recipe(tmp_path):
+    with pytest.raises(ValueError, match="judge them on fresh ones"):
+        studies.protocol(["cola"], [3, 4], {}, [])
+    run = plan([])[0]
+    cmd = runner.command(run, tmp_path, {"train": 1000}, "$MINILM", "cpu")
+    opt = {a: b for a, b in zip(cmd, cmd[1:]) if a.startswith("--")}
+    assert opt["--optimizer"] == "adam" and opt["--adam-betas"] == "(0.9, 0.999)" and opt["--adam-eps"] == "1e-06"
+    assert opt["--lr-scheduler"] == "fixed" and opt["--warmup-updates"] == "0" and opt["--weight-decay"] == "0.01"
+    assert opt["--patience"] == "4" and opt["--best-checkpoint-metric"] == "mcc" and opt["--max-epoch"] == "15"
+    assert "--maximize-best-checkpoint-metric" in cmd and "--no-save" in cmd
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "protocol", "--dry-run",
+                          "--results", str(tmp_path)], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "study protocol: 56 runs, 0 done, 56 to run (38 of them wait for settings earlier runs choose)" in out.stdout
+    assert "(waits for FT's learning rate)" in out.stdout
+
+
+def test_ood_waits_for_the_protocol_choice_then_uses_it_for_both_tasks():
+    assert {r.waits_for for r in studies.ood(["mnli", "qqp"], [1], {}, None)} == {"the protocol study's mrpc choice"}
+    runs = studies.ood(["mnli", "qqp"], [1, 2], {}, (1e-4, (0.6, 0.1)))
+    assert not any(r.waits_for for r in runs) and {r.lr for r in runs} == {1e-4}
+    assert [(r.task, r.method, r.seed) for r in runs][:4] == [("mnli", "ft", 1), ("mnli", "addrop", 1),
+                                                              ("mnli", "ft", 2), ("mnli", "addrop", 2)]
+    assert {r.max_length for r in runs if r.task == "qqp"} == {120} and {r.train_size for r in runs} == {1000}
+    addrop = next(r for r in runs if r.method == "addrop").flags
+    assert addrop[addrop.index("--addrop-p") + 1] == "0.6" and addrop[addrop.index("--addrop-q") + 1] == "0.1"
+
+
+def test_ood_smoke_trains_on_mnli_and_scores_the_best_checkpoint_on_hans(tmp_path):
+    """The whole pipeline at smoke size: fairseq-train keeps only the best dev checkpoint,
+    addrop-evaluate scores it on HANS's first rows (MNLI's three labels mapped to HANS's two),
+    the checkpoint is removed, the scores land in the run's JSON."""
+    args = ["ood", "--smoke", "--tasks", "mnli", "--seeds", "1", "--only", "ft",
+            "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), *args], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    r = json.loads((tmp_path / "results" / "smoke" / "mnli" / "ft" / "seed1.json").read_text())
+    hans = r["ood"]["hans"]
+    assert hans["n"] == 48 and hans["file"] == "hans/hans_eval_30k.tsv"
+    assert set(hans["by_group"]) == {"lexical_overlap", "subsequence", "constituent"}
+    assert set(hans["by_label"]) == {"entailment", "non-entailment"}
+    assert sum(hans["predicted"].values()) == 48 and set(hans["predicted"]) <= {"entailment", "non-entailment"}
+    assert hans["label_map"] == {"neutral": "non-entailment", "contradiction": "non-entailment"}
+    assert "--save-dir" in r["command"] and "--no-last-checkpoints" in r["command"]
+    assert not (tmp_path / "work" / "checkpoints" / "smoke" / "mnli" / "ft" / "seed1").exists()
