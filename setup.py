@@ -29,7 +29,9 @@ setup(
         "transformers>=5.0",
     ],
     # matplotlib: addrop-explain's picture and experiments/report.py's figures
-    extras_require={"explain": ["matplotlib"], "test": ["pytest", "hypothesis", "matplotlib"]},
+    # accelerate: transformers' Trainer needs it (addrop_fairseq.hf.trainer, its tests and example)
+    extras_require={"explain": ["matplotlib"], "trainer": ["accelerate>=1.1.0"],
+                    "test": ["pytest", "hypothesis", "matplotlib", "accelerate>=1.1.0"]},
     # the user-facing CLIs (also python -m addrop_fairseq.tagging.cli / .hf.preprocess / .tagging.preprocess)
     entry_points={
         "console_scripts": [
