@@ -35,13 +35,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import glue
+import studies
+from tasks import TASKS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-
-import glue  # noqa: E402
-import studies  # noqa: E402
-from tasks import TASKS  # noqa: E402
 
 RESULTS = HERE / "results"
 WORK = HERE / "work"
@@ -369,6 +368,8 @@ def build_parser():
                    "with a study: that study's runs at smoke size, recorded as study smoke")
     p.add_argument("--only", default=None, help="comma-separated methods to run (default: all of the study's)")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--protocol-results", type=Path, default=None,
+                   help="demo: where the protocol study's results are (default: --results)")
     p.add_argument("--work", type=Path, default=WORK)
     p.add_argument("--data", type=Path, default=None, help="folder with glue/ (default ../shared/data)")
     return p
@@ -391,6 +392,10 @@ def plan(study: str, tasks: List[str], seeds: List[int], lrs: Dict[str, float], 
         choice = (studies.DEFAULT_LR, (0.3, 0.3)) if args.smoke else \
             studies.protocol_choice(studies.OOD_CHOICE_FROM, load_study(args.results, "protocol"))
         runs = studies.ood(tasks, seeds, lrs, choice)
+    elif study == "demo":  # one task: the protocol study's choice for it (a smoke run: a placeholder)
+        choice = (studies.DEFAULT_LR, (0.3, 0.3)) if args.smoke else \
+            studies.protocol_choice(tasks[0], load_study(args.protocol_results or args.results, "protocol"))
+        runs = studies.demo(tasks[:1], seeds, lrs, choice)
     else:
         runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.smoke and study != "smoke":
@@ -411,7 +416,7 @@ def main(argv=None) -> int:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
-    if study not in ("tune", "smoke", "protocol", "ood"):  # protocol searches its own rate; ood uses its choice
+    if study not in ("tune", "smoke", "protocol", "ood", "demo"):  # protocol searches its rate; ood, demo use its choice
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "

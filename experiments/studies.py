@@ -456,6 +456,26 @@ def ood(tasks, seeds, lrs: Dict[str, float], choice: Optional[Tuple[float, Tuple
     return runs
 
 
+DEMO_TASK = "cola"  # the protocol study's cheaper task
+DEMO_SEED = 9  # neither the protocol's search (1-3) nor its judgement (4-8) saw it
+
+
+def demo(tasks, seeds, lrs: Dict[str, float], choice: Optional[Tuple[float, Tuple[float, float]]] = None) -> List[Run]:
+    """``scripts/demo.sh``: one live seed pair, FT and AD-DROP at the protocol study's choice for
+    each task (its recipe, length and early stopping), beside the study's fresh-seed results."""
+    wait = None if choice is not None else "the protocol study's choice"
+    lr, (p, q) = choice or (DEFAULT_LR, (0.3, 0.3))
+    runs = []
+    for t in tasks:
+        base = dict(lr=lr, train_size=TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
+                    recipe="reference", patience=PROTOCOL_PATIENCE, waits_for=wait)
+        for s in seeds:
+            runs.append(Run("demo", t, "ft", s, FT, **base))
+            runs.append(Run("demo", t, "addrop", s, addrop_flags(p, q, "all"), cost=1.5,
+                            meta=(("p", f"{p:g}"), ("q", f"{q:g}")), **base))
+    return runs
+
+
 NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
 
 
@@ -544,10 +564,10 @@ def epochs_confirm(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
 
 STUDIES = {"tune": tune, "glue": glue, "epochs": epochs, "epochs_confirm": epochs_confirm, "prior": prior, "cost": cost, "ablation": ablation,
            "sensitivity": sensitivity, "confirm": confirm, "ner": ner, "mt": mt, "regularizers": regularizers,
-           "protocol": protocol, "ood": ood, "smoke": smoke}
+           "protocol": protocol, "ood": ood, "demo": demo, "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
 DEFAULT_TASKS = {"tune": [t for t in TASKS if TASKS[t].family != "ood"], "glue": GLUE_TASKS, "epochs": ["sst2", "cola"], "epochs_confirm": ["sst2"], "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
                  "ablation": ["cola", "sst2"], "sensitivity": ["sst2"], "confirm": ["sst2"], "ner": ["ner", "ner_scratch"],
-                 "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "ood": list(OOD_TASKS),
+                 "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "ood": list(OOD_TASKS), "demo": [DEMO_TASK],
                  "smoke": ["rte"]}
-DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS}  # every other study: 1, 2, 3
+DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS, "demo": (DEMO_SEED,)}  # every other study: 1, 2, 3

@@ -124,3 +124,25 @@ def test_ood_smoke_trains_on_mnli_and_scores_the_best_checkpoint_on_hans(tmp_pat
     assert hans["label_map"] == {"neutral": "non-entailment", "contradiction": "non-entailment"}
     assert "--save-dir" in r["command"] and "--no-last-checkpoints" in r["command"]
     assert not (tmp_path / "work" / "checkpoints" / "smoke" / "mnli" / "ft" / "seed1").exists()
+
+
+def test_demo_places_the_live_pair_among_the_stored_fresh_seeds(tmp_path):
+    import demo
+
+    def r(method, seed, score):
+        return {"method": method, "seed": seed, "best": {"epoch": 3, "score": score}, "data": {"train": 1000},
+                "epochs": [{"epoch": e, "valid_mcc": score - 3 + e} for e in (1, 2, 3)]}
+
+    fresh = {"ft": {s: r("ft", s, 40.0) for s in (4, 5, 6)},
+             "addrop": {4: r("addrop", 4, 41.0), 5: r("addrop", 5, 39.0), 6: r("addrop", 6, 42.0)}}
+    live = {"ft": r("ft", 9, 40.0), "addrop": r("addrop", 9, 41.5)}
+    text = "\n".join(demo.summary("cola", live, fresh))
+    assert "live, seed 9" in text and "+1.5" in text
+    assert "The live pair's Δ +1.5 falls within the stored seeds' range of Δ [-1.0, +2.0]." in text
+    assert "within seed noise" in text and "over 3 fresh seeds" in text
+    live["addrop"] = r("addrop", 9, 45.0)
+    assert "falls outside" in "\n".join(demo.summary("cola", live, fresh))
+    demo.plot("cola", live, fresh, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="has not chosen CoLA's settings yet"):
+        demo.main(["--stored", str(tmp_path / "empty")])
