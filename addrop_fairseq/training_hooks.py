@@ -1,55 +1,103 @@
-"""Learn fairseq's epoch and update number from the task, so stock tasks need no change.
+"""Tell criteria where fairseq's training is, so stock tasks need no change.
 
-The trainer calls ``task.begin_epoch(epoch, model)`` at the start of every epoch (also right
-after resuming from a checkpoint, with the resumed epoch) and ``task.train_step(...,
-update_num=...)`` for every batch. The criterion only sees ``(model, sample)``, so these
-two calls are wrapped on the task *instance* (not the class) to tell it where training is.
+The trainer calls, on the task, ``begin_epoch(epoch, model)`` at the start of every epoch
+(also right after resuming, with the resumed epoch), ``train_step(sample, model, criterion,
+optimizer, update_num, ignore_grad)`` for every micro-batch (``--update-freq k``: k calls with
+one ``update_num``) and ``optimizer_step(optimizer, model, update_num)`` once per update,
+after every micro-batch's backward. The criterion only sees ``(model, sample)``, so these
+three methods are wrapped on the task *instance* (not the class) to tell every
+:class:`Follower` of the task.
+
+fairseq internals assumed here (pinned: fairseq-fixed==0.12.3.1, ``FairseqTask`` and
+``Trainer.train_step``): those three names, the parameters ``update_num`` / ``ignore_grad`` /
+``optimizer`` of ``train_step``, and that the trainer calls them in that order.
+``tests/test_fairseq_assumptions.py`` fails, naming the assumption, if a version bump changes them.
 """
 import functools
 import inspect
+import weakref
+
+
+class Follower:
+    """What a followed task tells a criterion; override what you need."""
+
+    def begin_epoch(self, epoch: int, model) -> None:
+        """Before the task's own ``begin_epoch``."""
+
+    def begin_train_step(self, update_num: int, ignore_grad: bool) -> None:
+        """Before each micro-batch's ``train_step``: ``update_num`` updates are done;
+        ``ignore_grad``: a dummy batch whose loss the task zeroes."""
+
+    def end_update(self, optimizer, update_num: int) -> None:
+        """After the task's ``optimizer_step``: update ``update_num`` (0-based) is done, with
+        ``optimizer`` (fairseq's, the trainer's) at the learning rate it stepped with."""
 
 
 class _Followed:
-    """What is kept on a followed task (``task._addrop``): the callbacks to call."""
+    """What is kept on a followed task (``task._addrop``): its followers, weakly (a discarded
+    criterion is not kept alive or called)."""
 
-    def __init__(self, on_begin_epoch, on_train_step):
-        self.on_begin_epoch = on_begin_epoch
-        self.on_train_step = on_train_step
-        self.optimizer = None  # the trainer's, as the last train_step received it
+    def __init__(self):
+        self._refs = []
+
+    def add(self, follower: Follower) -> None:
+        if follower not in self.followers():
+            self._refs.append(weakref.ref(follower))
+
+    def followers(self):
+        alive = [r() for r in self._refs]
+        self._refs = [r for r, f in zip(self._refs, alive) if f is not None]
+        return [f for f in alive if f is not None]
 
 
-def follow_training(task, on_begin_epoch, on_train_step) -> None:
-    """Call ``on_begin_epoch(epoch, model)`` / ``on_train_step(update_num)`` before the task's own.
-
-    Following again (a new criterion on the same task) replaces the callbacks.
-    """
+def follow_training(task, follower: Follower) -> None:
+    """Tell ``follower`` the task's epochs, micro-batches and updates, before the task's own
+    methods run. Several followers (criteria) may follow one task: each is told."""
     followed = getattr(task, "_addrop", None)
-    if followed is not None:
-        followed.on_begin_epoch, followed.on_train_step = on_begin_epoch, on_train_step
-        return
-    followed = task._addrop = _Followed(on_begin_epoch, on_train_step)
-    begin_epoch = task.begin_epoch
-    train_step = task.train_step
-    update_num_pos = list(inspect.signature(train_step).parameters).index("update_num")
+    if followed is None:
+        followed = task._addrop = _Followed()
+        _wrap(task, followed)
+    followed.add(follower)
+
+
+def _wrap(task, followed: _Followed) -> None:
+    begin_epoch, train_step, optimizer_step = task.begin_epoch, task.train_step, task.optimizer_step
+    step_names = list(inspect.signature(train_step).parameters)
+    update_num_pos = step_names.index("update_num")
+    ignore_grad_pos = step_names.index("ignore_grad") if "ignore_grad" in step_names else None
+    opt_names = list(inspect.signature(optimizer_step).parameters)
+
+    def arg(args, kwargs, name, pos, default=None):
+        if name in kwargs:
+            return kwargs[name]
+        return args[pos] if pos is not None and pos < len(args) else default
 
     @functools.wraps(begin_epoch)
     def begin_epoch_hook(epoch, model):
-        followed.on_begin_epoch(epoch, model)
+        for f in followed.followers():
+            f.begin_epoch(epoch, model)
         return begin_epoch(epoch, model)
-
-    names = list(inspect.signature(train_step).parameters)
-    optimizer_pos = names.index("optimizer") if "optimizer" in names else None
 
     @functools.wraps(train_step)
     def train_step_hook(*args, **kwargs):
-        update_num = kwargs["update_num"] if "update_num" in kwargs else args[update_num_pos]
-        # the trainer's optimizer, for criteria that train a second network like it (attendout)
-        if "optimizer" in kwargs:
-            followed.optimizer = kwargs["optimizer"]
-        elif optimizer_pos is not None and optimizer_pos < len(args):
-            followed.optimizer = args[optimizer_pos]
-        followed.on_train_step(update_num)
+        update_num = arg(args, kwargs, "update_num", update_num_pos)
+        ignore_grad = bool(arg(args, kwargs, "ignore_grad", ignore_grad_pos, False))
+        for f in followed.followers():
+            f.begin_train_step(update_num, ignore_grad)
         return train_step(*args, **kwargs)
+
+    @functools.wraps(optimizer_step)
+    def optimizer_step_hook(*args, **kwargs):
+        result = optimizer_step(*args, **kwargs)
+        optimizer = arg(args, kwargs, "optimizer", opt_names.index("optimizer"))
+        update_num = arg(args, kwargs, "update_num", opt_names.index("update_num"))
+        for f in followed.followers():
+            f.end_update(optimizer, update_num)
+        return result
 
     task.begin_epoch = begin_epoch_hook
     task.train_step = train_step_hook
+    task.optimizer_step = optimizer_step_hook
+
+
+__all__ = ["Follower", "follow_training"]

@@ -41,8 +41,63 @@ def train_steps(data, n, **extra):
         torch.manual_seed(100 + update)
         optimizer.zero_grad()
         task.train_step(sample, model, criterion, optimizer, update)
-        optimizer.step()
+        task.optimizer_step(optimizer, model, update)
     return task, model, criterion, optimizer
+
+
+def test_update_freq_2_counts_updates_and_restarts_only_between_them(data, monkeypatch):
+    """fairseq's own Trainer, --update-freq 2, T = 3: rounds fall after every 3 optimizer updates
+    (not 3 micro-batches), A-Net steps once per update, and D-Net's optimizer step applies its
+    gradient to the parameters that gradient was taken at (the attacker always wins here, so a
+    restart inside an update would change them)."""
+    from fairseq.data import iterators
+    from fairseq.trainer import Trainer
+
+    from addrop_fairseq import attendout as ao
+
+    monkeypatch.setattr(ao, "attacker_probability", lambda *a, **k: 1.0)
+    cfg, task, model, criterion = build(data, COMMON[4:] + ["--update-freq", "2"],
+                                        task="sentence_prediction", arch="roberta")
+    for split in ("train", "valid"):
+        task.load_dataset(split)
+    trainer = Trainer(cfg, task, model, criterion)
+    trainer.lr_step(1)  # builds fairseq's optimizer, as fairseq-train does before the first epoch
+    trainer.begin_epoch(1)
+
+    def params():
+        return torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+
+    seen, stepped, rounds = [], [], []
+    model.register_forward_pre_hook(lambda m, _: seen.append((trainer.get_num_updates(), params()))
+                                    if m.training else None)
+    step = trainer.optimizer.step
+
+    def spy_step(*args, **kwargs):
+        stepped.append((trainer.get_num_updates(), params()))
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "step", spy_step)
+    dropout_step = criterion.dropout_step
+
+    def spy_round(m):
+        rounds.append((trainer.get_num_updates(), [len(update) for update in criterion.round]))
+        return dropout_step(m)
+
+    monkeypatch.setattr(criterion, "dropout_step", spy_round)
+    itr = task.get_batch_iterator(task.dataset("train"), max_sentences=2, seed=1).next_epoch_itr(shuffle=False)
+    for samples, _ in zip(iterators.GroupedIterator(itr, 2), range(7)):
+        trainer.train_step(samples)
+    assert trainer.get_num_updates() == 7
+    assert rounds == [(3, [2, 2, 2]), (6, [2, 2, 2])]  # at the start of updates 4 and 7, T updates each
+    assert len(criterion.round) == 1 and len(criterion.round[0]) == 2
+    assert [u for u, _ in stepped] == list(range(7)) and [u for u, _ in seen] == [u for u in range(7) for _ in (0, 1)]
+    for update, at_step in stepped:
+        for u, at_forward in seen:
+            if u == update:
+                assert torch.equal(at_forward, at_step), f"update {update}: D's parameters changed within the update"
+    assert any(not torch.equal(stepped[u][1], stepped[u - 1][1]) for u in (3, 6))  # the restarts happened
+    a_steps = {int(s["step"]) for s in criterion.a_opt.optimizer.state.values()}
+    assert a_steps == {7}  # one A-Net step per update, not per micro-batch
 
 
 def test_a_dropout_step_updates_g_net_and_restarts_both_nets_from_one(data):

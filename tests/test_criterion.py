@@ -182,3 +182,41 @@ def test_pass_one_bypasses_wrappers(tdir):
     wrapped.train()
     loss, _, log = crit(wrapped, translation_batch(task))
     assert log["addrop_active"] == 1 and len(calls) == 1  # only pass 2 went through the wrapper
+
+
+def test_one_criterion_serves_a_second_model(tdir):
+    """A criterion built once and used on another model masks that model (it used to keep the
+    first model's sites and mask nothing, addrop_drop_frac 0)."""
+    _, task, first, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-schedule", "always"])
+    second = task.build_model(build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])[0].model)
+    sample = translation_batch(task)
+    for model in (first, second, first):
+        model.train()
+        _, _, log = step(model, crit, sample)
+        assert 0.03 < float(log["addrop_dropped"]) / max(float(log["addrop_valid"]), 1.0) < 0.2
+        assert all(s.module in set(model.modules()) for s in crit.sites)
+
+
+def test_two_criteria_on_one_task_both_follow_its_epochs_and_updates(tdir):
+    """The second criterion built on a task used to replace the first one's hooks: the first
+    stayed at epoch 1 (never an AD-DROP epoch under cross-tuning)."""
+    _, task, model, first = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])
+    second = task.build_criterion(build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])[0].criterion)
+    task.begin_epoch(2, model)
+    assert first.epoch == second.epoch == 2 and first.addrop_now() and second.addrop_now()
+    model.train()
+    task.train_step(translation_batch(task), model, first, type("Opt", (), {"backward": lambda _, loss: None})(), 7)
+    assert first.num_updates == second.num_updates == 7
+    del second  # a discarded criterion is not kept alive by the task, nor called
+    task.begin_epoch(3, model)
+    assert first.epoch == 3 and len(task._addrop.followers()) == 1
+
+
+def test_an_attendout_criterion_refuses_a_second_model(spdir):
+    cfg, task, model, crit = build(spdir, TINY_ROBERTA + ["--num-classes", "2", "--criterion", "attendout"],
+                                   task="sentence_prediction", arch="roberta")
+    crit.scoring_data = lambda: None  # (no data here: prepare checks the split exists)
+    crit.prepare(model)
+    other = task.build_model(cfg.model)
+    with pytest.raises(ValueError, match="already plays its game against another model"):
+        crit.prepare(other)

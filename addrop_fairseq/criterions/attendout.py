@@ -8,10 +8,14 @@ You Need"), the learned attention dropout, next to AD-DROP on the same models.
   self-attention layers, trained on the same mini-batches by an optimizer of fairseq's kind and
   settings at fairseq's current learning rate (its gradients normalised by the sample size as
   fairseq does; no gradient clipping). It lives in the criterion, which fairseq checkpoints
-  and restores.
+  and restores. Under ``--update-freq k`` A-Net accumulates its gradients over the k
+  micro-batches and steps once, when fairseq steps D-Net (the task's ``optimizer_step``,
+  :mod:`addrop_fairseq.training_hooks`): one A-Net update per D-Net update.
 * G-Net (generator, :class:`addrop_fairseq.attendout.GNet`) samples the masks; it has its own
-  Adam (``--attendout-g-lr``) and is updated every ``--attendout-steps`` T updates (a dropout
-  step, run at the start of the update after the T-th, before its forward passes): A-Net and
+  Adam (``--attendout-g-lr``) and is updated every ``--attendout-steps`` T updates (optimizer
+  updates, not micro-batches; a dropout step, run at the start of the update after the T-th,
+  before its first forward pass, so D-Net's parameters never change under a half-accumulated
+  gradient): A-Net and
   D-Net are scored on T examples sampled from the validation set (``--attendout-eval``: or
   the training set, or a held-out split; scoring on the dev set, as the paper does, uses the
   dev set for training decisions), reward r_t = D's loss on example t minus A's
@@ -27,6 +31,7 @@ the baseline and which net won (``attendout_attacker_won``).
 """
 import copy
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List
 
@@ -78,9 +83,15 @@ class AttendOutCriterion(SiteCriterion):
         self.g_opt = torch.optim.Adam(self.gnet.parameters(), lr=cfg.attendout_g_lr)
         self.baseline = ao.MovingAverage(cfg.attendout_baseline_decay)
         self.anet = None  # the attacker: a copy of D-Net, made when training starts
+        self._d_net = None  # (a weak reference to) that D-Net: the game is played against it only
         self.a_opt = None
         self.a_sites = None
-        self.round: List[Dict[str, torch.Tensor]] = []  # the dropout step's cached tokens and actions
+        # the dropout step's cached tokens and actions: one list of micro-batches per finished update
+        self.round: List[List[Dict[str, torch.Tensor]]] = []
+        self._open_update = None  # the update whose micro-batches A-Net is accumulating
+        self._micro: List[Dict[str, torch.Tensor]] = []  # ... their cached tokens and actions
+        self._a_sample_size = 0.0  # ... and their summed sample size (A-Net's gradient scale)
+        self._told = False  # a train_step of the followed task has run (the trainer drives us)
         self._pending: Dict[str, object] = {}  # restored state waiting for A-Net / its optimizer
 
     # ------------------------------------------------------------------ setup
@@ -89,9 +100,15 @@ class AttendOutCriterion(SiteCriterion):
         if any(p.dtype in (torch.float16, torch.bfloat16) for p in self.gnet.parameters()):
             raise ValueError("--criterion attendout does not support --fp16 / --bf16 (G-Net's and A-Net's "
                              "optimizers sit outside fairseq's mixed-precision optimizer); train in fp32")
+        if self._d_net is not None and self._d_net() is not unwrap(model):
+            raise ValueError("--criterion attendout: this criterion already plays its game against another model "
+                             "(A-Net is a copy of that one); build a new criterion for each model")
         selected = super().prepare(model)
         if self.anet is None:
+            self._d_net = weakref.ref(unwrap(model))
             self.anet = copy.deepcopy(unwrap(model))  # theta_A = theta_D
+            for p in self.anet.parameters():
+                p.grad = None  # not D's gradient, if it had one
             if "anet" in self._pending:  # a resumed game keeps its A-Net
                 self.anet.load_state_dict(self._pending.pop("anet"))
             self.a_sites = self.select(self.anet)
@@ -100,13 +117,13 @@ class AttendOutCriterion(SiteCriterion):
             self.scoring_data()  # a missing split stops training before the first update
         return selected
 
-    def attacker_optimizer(self):
-        """fairseq's optimizer kind and settings for A-Net (built at the first update: the
-        task hands the trainer's optimizer to train_step)."""
-        fairseq_opt = getattr(self.task._addrop, "optimizer", None)
+    def attacker_optimizer(self, fairseq_opt):
+        """fairseq's optimizer kind and settings for A-Net, at its current learning rate (built
+        at the end of the first update, from the optimizer the task steps D-Net with)."""
         if self.a_opt is None:
-            if fairseq_opt is None:
-                raise RuntimeError("--criterion attendout: no optimizer seen; it trains through fairseq's train_step")
+            if {id(p) for p in fairseq_opt.params} & {id(p) for p in self.anet.parameters()}:
+                raise RuntimeError("--criterion attendout: fairseq's optimizer holds A-Net's parameters (it was "
+                                   "built after the criterion's first epoch began); A-Net would be stepped twice")
             self.a_opt = optim.build_optimizer(fairseq_opt.cfg, list(self.anet.parameters()))
             if "a_opt" in self._pending:
                 self.a_opt.load_state_dict(self._pending.pop("a_opt"))
@@ -115,13 +132,43 @@ class AttendOutCriterion(SiteCriterion):
 
     # ------------------------------------------------------------------ the step
 
+    def begin_train_step(self, update_num, ignore_grad):
+        super().begin_train_step(update_num, ignore_grad)
+        self._told = True
+
+    def begin_update(self, model) -> Dict[str, float]:
+        """At the first micro-batch of an update: the dropout step if T updates are done."""
+        if self._micro:  # the previous update never reached its optimizer step (fairseq skipped it)
+            self.anet.zero_grad(set_to_none=True)
+            self._micro, self._a_sample_size = [], 0.0
+        self._open_update = self.num_updates
+        # before any forward of this update: the dropout step rewrites D-Net's parameters in
+        # place, which must not happen under a graph fairseq back-propagates, nor between two
+        # micro-batches of one update (D's gradient would be half taken at other parameters)
+        return self.dropout_step(model) if len(self.round) >= self.cfg.attendout_steps else {}
+
+    def end_update(self, optimizer, update_num):
+        """fairseq stepped D-Net: A-Net's one step on the update's accumulated gradient, and the
+        update joins the round."""
+        if self.anet is None or not self._micro:
+            return
+        a_opt = self.attacker_optimizer(optimizer)
+        a_opt.multiply_grads(1.0 / max(self._a_sample_size, 1.0))  # as fairseq normalises D's
+        a_opt.step()
+        a_opt.zero_grad()
+        self.round.append(self._micro)
+        self._micro, self._a_sample_size = [], 0.0
+
     def forward(self, model, sample, reduce=True):
         if not model.training:
             return self.plain_loss(model, sample, reduce)
+        if not self._told:
+            raise RuntimeError("--criterion attendout trains through the task's train_step and optimizer_step "
+                               "(fairseq's trainer): A-Net steps when fairseq steps D-Net")
         self.prepare(model)
-        # the previous T updates' dropout step, before any forward of this one: it rewrites
-        # D-Net's parameters in place, which must not happen under a graph fairseq back-propagates
-        game = self.dropout_step(model) if len(self.round) >= self.cfg.attendout_steps else {}
+        game = self.begin_update(model) if self._open_update != self.num_updates else {}
+        if self.ignore_grad:  # a dummy batch: D's loss is zeroed, A-Net does not train on it either
+            return self.plain_loss(model, sample, reduce, attendout_steps=0, **game)
         self.anet.train()
         tokens = sample["net_input"]["src_tokens"]
         real = tokens.ne(self.task.source_dictionary.pad())
@@ -134,17 +181,14 @@ class AttendOutCriterion(SiteCriterion):
         def edit(i, scores, valid):
             return masks.remove_scores(scores, valid, drops[i][:, None] & valid)
 
-        # A-Net's update, on its own graph: fairseq's optimizer never sees its parameters
-        a_opt = self.attacker_optimizer()
+        # A-Net's gradient, on its own graph (fairseq's optimizer never sees its parameters),
+        # accumulated over the update's micro-batches; end_update steps it
         with sites.editing(self.a_sites, edit):
             loss_a, sample_size_a, log_a = self.task_kind.loss(self.anet, sample, reduce=reduce)
-        a_opt.zero_grad()
         loss_a.backward()
-        a_opt.multiply_grads(1.0 / max(float(sample_size_a), 1.0))  # as fairseq normalises D's
-        a_opt.step()
-        a_opt.zero_grad()
+        self._a_sample_size += float(sample_size_a)
         loss_d, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
-        self.round.append({"tokens": tokens.detach(), "real": real, "drops": torch.stack(drops, 1)})
+        self._micro.append({"tokens": tokens.detach(), "real": real, "drops": torch.stack(drops, 1)})
         log.update(attendout_steps=1, attendout_a_loss=float(loss_a.detach()),
                    **{f"attendout_rate_l{i}": r for i, r in enumerate(rates)}, **game)
         return loss_d, sample_size, log
@@ -175,11 +219,14 @@ class AttendOutCriterion(SiteCriterion):
         b = self.baseline.value if self.baseline.count else float(rewards.mean())
         self.g_opt.zero_grad()
         lls = []
-        for step in self.round:  # log P(a_t), recomputed with the graph, mean over the batch
-            logits = self.gnet(step["tokens"], step["real"])
-            valid_sq = step["real"][:, None, :] & step["real"][:, :, None]
-            lls.append(ao.action_log_likelihood(logits, list(step["drops"].unbind(1)),
-                                                [valid_sq] * len(logits)).mean())
+        for update in self.round:  # log P(a_t), recomputed with the graph, mean over the update's examples
+            per_example = []
+            for step in update:
+                logits = self.gnet(step["tokens"], step["real"])
+                valid_sq = step["real"][:, None, :] & step["real"][:, :, None]
+                per_example.append(ao.action_log_likelihood(logits, list(step["drops"].unbind(1)),
+                                                            [valid_sq] * len(logits)))
+            lls.append(torch.cat(per_example).mean())
         ao.reinforce_loss(torch.stack(lls), rewards, b).backward()
         self.g_opt.step()
         self.g_opt.zero_grad(set_to_none=True)
@@ -202,7 +249,7 @@ class AttendOutCriterion(SiteCriterion):
             "g_opt": self.g_opt.state_dict(),
             "a_opt": None if self.a_opt is None else self.a_opt.state_dict(),
             "baseline": self.baseline.state_dict(),
-            "round": [{k: v.cpu() for k, v in step.items()} for step in self.round],
+            "round": [[{k: v.cpu() for k, v in step.items()} for step in update] for update in self.round],
         }
         return state
 
@@ -225,7 +272,9 @@ class AttendOutCriterion(SiteCriterion):
                     self.a_opt.load_state_dict(game["a_opt"])
             self.baseline.load_state_dict(game["baseline"])
             device = next(self.gnet.parameters()).device
-            self.round = [{k: v.to(device) for k, v in step.items()} for step in game["round"]]
+            # (a round saved before --update-freq support: one micro-batch per update)
+            self.round = [[{k: v.to(device) for k, v in step.items()} for step in
+                           (update if isinstance(update, list) else [update])] for update in game["round"]]
         return result
 
     # ------------------------------------------------------------------ metrics
@@ -233,6 +282,10 @@ class AttendOutCriterion(SiteCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         task_kinds.reduce_metrics(logging_outputs)
+        rounds = sum(log.get("attendout_rounds", 0) for log in logging_outputs)
+        if rounds:
+            for k in ("attendout_reward", "attendout_baseline", "attendout_attacker_won"):
+                metrics.log_scalar(k, sum(log.get(k, 0.0) for log in logging_outputs) / rounds, rounds, round=4)
         steps = sum(log.get("attendout_steps", 0) for log in logging_outputs)
         if steps == 0:
             return
@@ -242,7 +295,3 @@ class AttendOutCriterion(SiteCriterion):
         keys = sorted({k for log in logging_outputs for k in log if k.startswith("attendout_rate_l")})
         for k in keys:
             metrics.log_scalar(k, sum(log.get(k, 0.0) for log in logging_outputs) / steps, steps, round=3)
-        rounds = sum(log.get("attendout_rounds", 0) for log in logging_outputs)
-        if rounds:
-            for k in ("attendout_reward", "attendout_baseline", "attendout_attacker_won"):
-                metrics.log_scalar(k, sum(log.get(k, 0.0) for log in logging_outputs) / rounds, rounds, round=4)

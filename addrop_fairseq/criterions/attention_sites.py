@@ -2,6 +2,7 @@
 ``--*-layers`` option parsing, the site selection before the first update (with the checks
 that stop training early), fairseq's epoch and update number, the stock task loss and its
 metrics. :class:`SiteCriterion` is the base of ``addrop_ce`` and ``attention_regularizer``."""
+import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -12,7 +13,7 @@ from fairseq.criterions import FairseqCriterion
 from fairseq.dataclass import FairseqDataclass
 
 from .. import fairseq_seam, sites, task_kinds
-from ..training_hooks import follow_training
+from ..training_hooks import Follower, follow_training
 
 
 @dataclass
@@ -88,8 +89,9 @@ def parse_layers(spec: str, flag: str = "--addrop-layers") -> Optional[List[int]
     return layers
 
 
-class SiteCriterion(FairseqCriterion):
-    """The stock loss of the task (``task_kinds``) plus the attention sites it acts on."""
+class SiteCriterion(FairseqCriterion, Follower):
+    """The stock loss of the task (``task_kinds``) plus the attention sites it acts on; it
+    follows the task's training (:mod:`addrop_fairseq.training_hooks`) for the epoch and update."""
 
     def __init__(self, task, cfg, kinds_spec: str, layers_spec: str, flags: str, name: str):
         super().__init__(task)
@@ -99,13 +101,20 @@ class SiteCriterion(FairseqCriterion):
         self.site_flags, self.criterion_name = flags, name
         self.epoch = 1
         self.num_updates = 0
-        self.sites: Optional[List[sites.AttentionSite]] = None
-        follow_training(task, self.begin_epoch, self.set_update_num)
+        self.ignore_grad = False  # the running micro-batch is a dummy one (its loss is zeroed)
+        self.sites: Optional[List[sites.AttentionSite]] = None  # the last prepared model's
+        # each model's sites: one criterion may serve several models (built once, reused)
+        self._sites_of = weakref.WeakKeyDictionary()
+        follow_training(task, self)
 
     def begin_epoch(self, epoch, model):
         """Called by the task at every epoch start: the clock, and early checks."""
         self.epoch = epoch
         self.prepare(model)
+
+    def begin_train_step(self, update_num, ignore_grad):
+        self.set_update_num(update_num)
+        self.ignore_grad = ignore_grad
 
     def set_update_num(self, num_updates):
         self.num_updates = num_updates
@@ -128,10 +137,14 @@ class SiteCriterion(FairseqCriterion):
         return selected
 
     def prepare(self, model):
-        """Select and install the attention sites; errors here stop training before it starts."""
-        if self.sites is None:
-            self.sites = self.select(model)
-        return self.sites
+        """Select and install ``model``'s attention sites (once per model); errors here stop
+        training before it starts."""
+        net = unwrap(model)
+        selected = self._sites_of.get(net)
+        if selected is None:
+            selected = self._sites_of[net] = self.select(net)
+        self.sites = selected
+        return selected
 
     def plain_loss(self, model, sample, reduce=True, **log):
         loss, sample_size, logging_output = self.task_kind.loss(model, sample, reduce=reduce)
