@@ -12,7 +12,6 @@ from typing import Optional, Tuple
 from splits import HELDOUT, subsample
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 @dataclass(frozen=True)

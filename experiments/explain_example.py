@@ -11,12 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import glue
+import run
+import studies
 
-import glue  # noqa: E402
-import run  # noqa: E402
-import studies  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:

@@ -21,13 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+import glue
+import run
+import studies
 
-import glue  # noqa: E402
-import run  # noqa: E402
-import studies  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 RATE = 0.3  # the prior study's main dropping rate
 STRATEGIES = {"random": ("rd", "high"), "high": ("ga", "high"), "low": ("ga", "low")}  # attribution, drop

@@ -12,6 +12,10 @@ import addrop_fairseq
 addrop_fairseq.register()  # also when a test module imported the package before fairseq
 
 REPO = Path(__file__).resolve().parents[1]
+# experiments/ is a folder of scripts (``python experiments/run.py STUDY``) whose modules import
+# each other by plain name (``import studies``), as a script's own folder is on sys.path; the
+# tests import them the same way, from here once
+sys.path.insert(0, str(REPO / "experiments"))
 
 
 def shared_data_dir() -> Path:
