@@ -1,5 +1,6 @@
 """addrop_ce inside fairseq: plain steps are the stock criterion, AD-DROP steps drop, bad input fails early."""
 import copy
+import re
 
 import pytest
 import torch
@@ -124,21 +125,56 @@ def test_sentence_prediction_classification_and_regression(spdir):
         assert ("accuracy" in agg.get_smoothed_values()) != regression
 
 
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--addrop-p", "1.5"], r"--addrop-p must be in \[0, 1\]"),
-        (["--addrop-q", "-0.1"], r"--addrop-q must be in \[0, 1\]"),
-        (["--addrop-ig-steps", "0"], "--addrop-ig-steps must be >= 1"),
-        (["--addrop-attribution", "saliency"], "unknown attribution method 'saliency'"),
-        (["--addrop-attention", "decoder"], "unknown kind"),
-        (["--addrop-layers", "one"], "'all' or comma-separated integers"),
-        (["--addrop-cross-period", "-2"], "--addrop-cross-period must be >= 0"),
-    ],
-)
-def test_bad_options_fail_when_the_criterion_is_built(tdir, flags, message):
-    with pytest.raises(ValueError, match=message):
-        build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce", *flags])
+BAD_OPTIONS = [
+    ("addrop_ce", "--addrop-p", "1.5", r"must be in \[0, 1\], got 1.5"),
+    ("addrop_ce", "--addrop-q", "-0.1", r"must be in \[0, 1\], got -0.1"),
+    ("addrop_ce", "--addrop-ig-steps", "0", "must be >= 1, got 0"),
+    ("addrop_ce", "--addrop-ig-batch", "0", "must be >= 1, got 0"),
+    ("addrop_ce", "--addrop-attribution", "saliency", "unknown attribution method 'saliency'"),
+    ("addrop_ce", "--addrop-attention", "decoder", r"unknown kind\(s\) \['decoder'\]"),
+    ("addrop_ce", "--addrop-layers", "one", "must be 'all' or comma-separated integers, got 'one'"),
+    ("addrop_ce", "--addrop-cross-period", "-3", "must be >= 0, got -3"),
+    ("attendout", "--attendout-steps", "0", "must be >= 1, got 0"),
+    ("attendout", "--attendout-init-rate", "1", r"must be in \(0, 1\), got 1.0"),
+    ("attendout", "--attendout-baseline-decay", "1", r"must be in \[0, 1\), got 1.0"),
+    ("attendout", "--attendout-temperature", "0", "must be > 0, got 0.0"),
+    ("attendout", "--attendout-layers", "-1", "must be 'all' or non-negative integers"),
+    ("attention_regularizer", "--attn-reg-p", "2", r"must be in \[0, 1\], got 2.0"),
+    ("attention_regularizer", "--attn-reg-slopes=x", None, "comma-separated numbers, got 'x'"),
+]
+
+
+@pytest.mark.parametrize("criterion, flag, value, message", BAD_OPTIONS)
+def test_a_bad_option_is_a_one_line_usage_error_of_fairseq_train(tdir, capsys, criterion, flag, value, message):
+    """fairseq-train's own argument parsing (options.parse_args_and_arch) refuses it: exit 2
+    and argparse's one line naming the option, no traceback from the criterion."""
+    from fairseq import options
+
+    argv = [str(tdir), "--task", "translation", "--arch", "transformer", "--source-lang", "src",
+            "--target-lang", "tgt", "--criterion", criterion, flag] + ([value] if value is not None else [])
+    with pytest.raises(SystemExit) as exit_:
+        options.parse_args_and_arch(options.get_training_parser(), argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    name = flag.split("=")[0]
+    assert re.match(rf"\S+: error: argument {name}: {message}", err.strip().splitlines()[-1]), err[-500:]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("criterion, flag, value, message", BAD_OPTIONS)
+def test_a_bad_option_from_a_config_fails_when_the_criterion_is_built(tdir, criterion, flag, value, message):
+    """Configs that skip argparse (fairseq-hydra-train, code) get the same check, prefixed
+    with the option to change (--addrop-cross-period -3 used to be blamed on
+    --addrop-attribution / --addrop-schedule)."""
+    cfg, task, _, _ = build(tdir, TINY_TRANSFORMER + ["--criterion", criterion])
+    name = flag.split("=")[0]
+    text = value if value is not None else flag.split("=")[1]
+    field = name[2:].replace("-", "_")
+    kind = type(getattr(cfg.criterion, field))
+    setattr(cfg.criterion, field, kind(text))
+    with pytest.raises(ValueError, match=rf"^{name}:? {message}") as error:
+        task.build_criterion(cfg.criterion)
+    assert str(error.value).count("--") == 1  # no other option blamed
 
 
 def test_bad_sites_fail_at_the_first_epoch_before_any_step(tdir, spdir):

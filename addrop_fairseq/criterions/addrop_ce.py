@@ -22,6 +22,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from .. import attribution, masks, schedule, sites, task_kinds
+from . import attention_sites as opts
 from .attention_sites import SiteCriterion, StockLossConfig, unwrap
 
 
@@ -90,20 +91,23 @@ def tile_sample(sample, repeat: int):
 
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
 class ADDropCriterion(SiteCriterion):
+    OPTION_CHECKS = {
+        "addrop_p": opts.check_rate,
+        "addrop_q": opts.check_rate,
+        "addrop_attribution": opts.check_attribution,
+        "addrop_attention": opts.check_kinds,
+        "addrop_layers": opts.check_layers,
+        "addrop_ig_steps": opts.at_least(1),
+        "addrop_ig_batch": opts.at_least(1),
+        "addrop_schedule": lambda flag, value: schedule.check_schedule(value, 0),
+        "addrop_cross_period": lambda flag, value: schedule.check_schedule("cross", value),
+    }
+
     def __init__(self, cfg: ADDropCriterionConfig, task):
-        self.p = masks.check_rate("--addrop-p", cfg.addrop_p)
-        self.q = masks.check_rate("--addrop-q", cfg.addrop_q)
-        try:
-            self.method = attribution.get_attribution(cfg.addrop_attribution)
-            schedule.check_schedule(cfg.addrop_schedule, cfg.addrop_cross_period)
-        except ValueError as e:
-            raise ValueError(f"--addrop-attribution / --addrop-schedule: {e}") from None
-        if cfg.addrop_ig_steps < 1:
-            raise ValueError(f"--addrop-ig-steps must be >= 1, got {cfg.addrop_ig_steps}")
-        if cfg.addrop_ig_batch < 1:
-            raise ValueError(f"--addrop-ig-batch must be >= 1, got {cfg.addrop_ig_batch}")
         super().__init__(task, cfg, cfg.addrop_attention, cfg.addrop_layers,
-                         "--addrop-attention / --addrop-layers", "addrop_ce")
+                         "--addrop-attention / --addrop-layers", "addrop_ce")  # checks OPTION_CHECKS
+        self.p, self.q = float(cfg.addrop_p), float(cfg.addrop_q)
+        self.method = attribution.get_attribution(cfg.addrop_attribution)
         if cfg.addrop_labels == "gold" and self.task_kind.name == "regression":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         self.cfg = cfg

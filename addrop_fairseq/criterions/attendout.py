@@ -43,6 +43,7 @@ from fairseq.logging import metrics
 
 from .. import attendout as ao
 from .. import masks, sites, task_kinds
+from . import attention_sites as opts
 from .attention_sites import SiteCriterion, StockLossConfig, unwrap
 
 
@@ -69,12 +70,30 @@ def example_losses(task_kind, model, sample) -> torch.Tensor:
         return task_kind.example_losses(task_kind.predict(model, sample)).float()
 
 
+def open_rate(flag, value):
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{flag} must be in (0, 1), got {value}")
+
+
+def decay(flag, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{flag} must be in [0, 1), got {value}")
+
+
 @register_criterion("attendout", dataclass=AttendOutConfig)
 class AttendOutCriterion(SiteCriterion):
+    OPTION_CHECKS = {
+        "attendout_steps": opts.at_least(1),
+        "attendout_layers": opts.check_layers,
+        "attendout_g_lr": opts.positive,
+        "attendout_g_dim": opts.at_least(1),
+        "attendout_init_rate": open_rate,
+        "attendout_baseline_decay": decay,
+        "attendout_temperature": opts.positive,
+    }
+
     def __init__(self, cfg: AttendOutConfig, task):
         super().__init__(task, cfg, "encoder-self", cfg.attendout_layers, "--attendout-layers", "attendout")
-        if cfg.attendout_steps < 1:
-            raise ValueError(f"--attendout-steps must be >= 1, got {cfg.attendout_steps}")
         self.cfg = cfg
         d = task.source_dictionary
         # G-Net's one block serves any number of layers: built now (its depth is set with the

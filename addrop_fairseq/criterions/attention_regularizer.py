@@ -26,6 +26,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from .. import masks, sites, task_kinds
+from . import attention_sites as opts
 from .attention_sites import SiteCriterion, StockLossConfig
 
 MODES = ["scores-dropout", "layerdrop", "scheduled"]
@@ -63,11 +64,18 @@ def parse_slopes(spec: str) -> List[float]:
 
 @register_criterion("attention_regularizer", dataclass=AttentionRegularizerConfig)
 class AttentionRegularizerCriterion(SiteCriterion):
+    OPTION_CHECKS = {
+        "attn_reg_p": opts.check_rate,
+        "attn_reg_slopes": lambda flag, value: parse_slopes(value),
+        "attn_reg_attention": opts.check_kinds,
+        "attn_reg_layers": opts.check_layers,
+    }
+
     def __init__(self, cfg: AttentionRegularizerConfig, task):
         super().__init__(task, cfg, cfg.attn_reg_attention, cfg.attn_reg_layers,
                          "--attn-reg-attention / --attn-reg-layers", "attention_regularizer")
         self.mode = cfg.attn_reg
-        self.p = masks.check_rate("--attn-reg-p", cfg.attn_reg_p)
+        self.p = float(cfg.attn_reg_p)
         self.slopes = parse_slopes(cfg.attn_reg_slopes)
 
     def prepare(self, model):

@@ -2,9 +2,10 @@
 ``--*-layers`` option parsing, the site selection before the first update (with the checks
 that stop training early), fairseq's epoch and update number, the stock task loss and its
 metrics. :class:`SiteCriterion` is the base of ``addrop_ce`` and ``attention_regularizer``."""
+import argparse
 import weakref
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from omegaconf import II
@@ -12,7 +13,7 @@ from omegaconf import II
 from fairseq.criterions import FairseqCriterion
 from fairseq.dataclass import FairseqDataclass
 
-from .. import fairseq_seam, sites, task_kinds
+from .. import attribution, fairseq_seam, masks, sites, task_kinds
 from ..training_hooks import Follower, follow_training
 
 
@@ -89,11 +90,86 @@ def parse_layers(spec: str, flag: str = "--addrop-layers") -> Optional[List[int]
     return layers
 
 
+# ---------------------------------------------------------------------------- option checks
+# check(flag, value): a ValueError whose message names the flag, or nothing
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field, as fairseq spells it (addrop_p -> --addrop-p)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_rate(flag, value):
+    masks.check_rate(flag, value)
+
+
+def at_least(minimum):
+    def check(flag, value):
+        if value < minimum:
+            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+    return check
+
+
+def positive(flag, value):
+    if not value > 0:
+        raise ValueError(f"{flag} must be > 0, got {value}")
+
+
+def check_kinds(flag, value):
+    parse_kinds(value, flag)
+
+
+def check_layers(flag, value):
+    parse_layers(value, flag)
+
+
+def check_attribution(flag, value):
+    try:
+        attribution.get_attribution(value)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
+
+
+def checked_type(convert, check: Callable, flag: str):
+    """An argparse ``type`` that converts, then checks: a bad value is a usage error
+    (``error: argument --x: must be ...``, exit 2), not a traceback from the criterion."""
+
+    def parse(text):
+        value = convert(text)
+        try:
+            check(flag, value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(flag).lstrip(": ")) from None
+        return value
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse's "invalid float value: 'x'"
+    return parse
+
+
 class SiteCriterion(FairseqCriterion, Follower):
     """The stock loss of the task (``task_kinds``) plus the attention sites it acts on; it
     follows the task's training (:mod:`addrop_fairseq.training_hooks`) for the epoch and update."""
 
+    #: config field -> check(flag, value), run by fairseq-train's argument parser (a bad value
+    #: is a usage error) and again when the criterion is built (hydra configs, code)
+    OPTION_CHECKS: Dict[str, Callable] = {}
+
+    @classmethod
+    def add_args(cls, parser):
+        """The config's options (fairseq's), with :attr:`OPTION_CHECKS` in their argparse types."""
+        super().add_args(parser)
+        for action in parser._actions:  # argparse lists its actions nowhere public
+            if action.dest in cls.OPTION_CHECKS and action.option_strings:
+                action.type = checked_type(action.type or str, cls.OPTION_CHECKS[action.dest],
+                                           flag_of(action.dest))
+
+    @classmethod
+    def check_options(cls, cfg) -> None:
+        for name, check in cls.OPTION_CHECKS.items():
+            check(flag_of(name), getattr(cfg, name))
+
     def __init__(self, task, cfg, kinds_spec: str, layers_spec: str, flags: str, name: str):
+        self.check_options(cfg)
         super().__init__(task)
         self.attention_kinds = parse_kinds(kinds_spec, flags.split(" / ")[0])
         self.layers = parse_layers(layers_spec, flags.split(" / ")[-1])
@@ -157,4 +233,6 @@ class SiteCriterion(FairseqCriterion, Follower):
         return True
 
 
-__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "parse_kinds", "parse_layers"]
+__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "parse_kinds", "parse_layers",
+           "flag_of", "checked_type", "check_rate", "at_least", "positive", "check_kinds", "check_layers",
+           "check_attribution"]
