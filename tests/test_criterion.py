@@ -256,3 +256,20 @@ def test_an_attendout_criterion_refuses_a_second_model(spdir):
     other = task.build_model(cfg.model)
     with pytest.raises(ValueError, match="already plays its game against another model"):
         crit.prepare(other)
+
+
+def test_stock_loss_options_are_fairseqs_own_fields():
+    """StockLossConfig reuses fairseq's criterion dataclasses instead of copying their fields
+    (the copies' help strings had drifted from fairseq's)."""
+    import dataclasses
+
+    from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterionConfig
+    from fairseq.criterions.sentence_prediction import SentencePredictionConfig
+
+    from addrop_fairseq.criterions.attention_sites import StockLossConfig
+
+    assert not StockLossConfig.__dict__.get("__annotations__")  # declares nothing of its own
+    ours = {f.name: f for f in dataclasses.fields(StockLossConfig)}
+    for stock in (LabelSmoothedCrossEntropyCriterionConfig, SentencePredictionConfig):
+        for f in dataclasses.fields(stock):
+            assert ours[f.name] is f or (ours[f.name].default == f.default and ours[f.name].metadata == f.metadata), f.name

@@ -4,43 +4,24 @@ that stop training early), fairseq's epoch and update number, the stock task los
 metrics. :class:`SiteCriterion` is the base of ``addrop_ce`` and ``attention_regularizer``."""
 import argparse
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
-from omegaconf import II
 
 from fairseq.criterions import FairseqCriterion
-from fairseq.dataclass import FairseqDataclass
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterionConfig
+from fairseq.criterions.sentence_prediction import SentencePredictionConfig
 
 from .. import attribution, fairseq_seam, masks, sites, task_kinds
 from ..training_hooks import Follower, follow_training
 
 
 @dataclass
-class StockLossConfig(FairseqDataclass):
+class StockLossConfig(LabelSmoothedCrossEntropyCriterionConfig, SentencePredictionConfig):
     """The options of the stock criteria a site criterion computes its loss with
-    (label_smoothed_cross_entropy, sentence_prediction), under their fairseq names."""
-
-    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing epsilon"})
-    report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
-    ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
-    sentence_avg: bool = II("optimization.sentence_avg")
-    regression_target: bool = field(
-        default=False,
-        metadata={"help": "sentence_prediction with a real-valued target (e.g. STS-B)"},
-    )
-    classification_head_name: str = field(
-        default="sentence_classification_head",
-        metadata={"help": "classification head (sentence_prediction)"},
-    )
-    report_mcc: bool = field(default=False, metadata={"help": "sentence_prediction: report MCC (CoLA)"})
-    report_acc_and_f1: bool = field(
-        default=False, metadata={"help": "sentence_prediction: report F1 and (acc+F1)/2 (MRPC, QQP)"}
-    )
-    report_pearson_and_spearman: bool = field(
-        default=False, metadata={"help": "sentence_prediction: report Pearson and Spearman (STS-B)"}
-    )
+    (label_smoothed_cross_entropy, sentence_prediction): fairseq's own dataclasses, so their
+    names, defaults and help stay fairseq's."""
 
 
 def unwrap(model):
