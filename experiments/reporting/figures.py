@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 import studies
 from tasks import TASKS
 
-from .names import METHOD_NAMES, SHORT_NAMES, TASK_ORDER
+from .names import METHOD_COLORS, METHOD_NAMES, SHORT_NAMES, TASK_ORDER
 
 
 def _plt():
@@ -64,7 +64,7 @@ def plot_curves(runs: List[dict], path: Path) -> None:
             xs = list(range(1, n + 1))
             for ax, key in ((axes[0][col], "valid_" + rs[0]["metric"]), (axes[1][col], "train_loss")):
                 ys = [[r["epochs"][e].get(key, float("nan")) for r in rs] for e in range(n)]
-                color = f"C{list(METHOD_NAMES).index(m)}"
+                color = METHOD_COLORS[m]
                 ax.plot(xs, [statistics.mean(y) for y in ys], color=color, marker="o", ms=3,
                         label=SHORT_NAMES.get(m, "FT") if col == 0 and key != "train_loss" else None)
                 ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=color, alpha=0.15)

@@ -16,5 +16,10 @@ METHOD_NAMES = {
 SHORT_NAMES = {"addrop": "AD-DROP", "addrop_best": "AD-DROP (best cell)", "addrop_dec": "AD-DROP enc+dec", "rd": "RD", "attn_dropout": "attention dropout",
                "rdrop": "R-Drop", "attendout": "AttendOut", "scores_dropout": "scores dropout", "attn_layerdrop": "attention LayerDrop",
                "scheduled": "scheduled dropout"}
+# one colour per method, the same in every figure that draws methods by name (matplotlib's ten
+# "C0".."C9" first, then colours outside that cycle: "C10" would wrap to FT's "C0")
+_COLORS = [f"C{i}" for i in range(10)] + ["black", "gold", "lime", "navy"]
+assert len(_COLORS) >= len(METHOD_NAMES), "a method without a colour of its own: add one to _COLORS"
+METHOD_COLORS = dict(zip(METHOD_NAMES, _COLORS))
 GLUE_ORDER = ["rte", "mrpc", "cola", "stsb", "sst2"]
 TASK_ORDER = GLUE_ORDER + ["ner", "ner_scratch", "wmt_en_ro", "wmt_tr_en"]
