@@ -429,51 +429,50 @@ OOD_TRAIN_SIZE = 1000
 OOD_CHOICE_FROM = "mrpc"  # the protocol task whose choice both use: a sentence-pair task, and QQP's kind (paraphrase)
 
 
-def protocol_choice(task: str, done: List[dict]) -> Optional[Tuple[float, Tuple[float, float]]]:
+def protocol_choice(task: str, done: List[dict]) -> Optional[Tuple[float, Tuple[float, float]]]:  # a Choice
     """(FT's rate, AD-DROP's (p, q)) the protocol study chose for ``task``; None until both are."""
     mine = [r for r in done if r["task"] == task]
     lr, cell = protocol_lr(task, mine), protocol_cell(task, mine)
     return None if lr is None or cell is None else (lr, cell)
 
 
-def ood(tasks, seeds, lrs: Dict[str, float], choice: Optional[Tuple[float, Tuple[float, float]]] = None) -> List[Run]:
-    """The paper's Section 4.6 at CPU scale: FT and AD-DROP (all layers, GA, pseudo labels,
-    cross-tuning) trained on an MNLI / QQP slice with the protocol study's recipe and early
-    stopping on the in-distribution dev set, the best dev checkpoint then scored once on the
-    task's OOD set (HANS; PAWS-Wiki test). The rate and (p, q) are the protocol study's choice
-    for ``OOD_CHOICE_FROM`` (``choice``); nothing is chosen on an OOD set. Until that choice is
-    made the runs wait (a placeholder setting, for the estimate)."""
-    wait = None if choice is not None else f"the protocol study's {OOD_CHOICE_FROM} choice"
+Choice = Tuple[float, Tuple[float, float]]  # (FT's learning rate, AD-DROP's (p, q))
+
+
+def chosen_pairs(study: str, tasks, seeds, choice: Optional[Choice], wait: str, train_size: int,
+                 meta: Tuple[Tuple[str, str], ...] = ()) -> List[Run]:
+    """FT and AD-DROP (all layers, GA, pseudo labels, cross-tuning) at a protocol ``choice``, with
+    the protocol's recipe, Table 11's length and early stopping, per task and seed. Without a
+    choice yet the runs wait for ``wait`` (a placeholder setting, for the estimate)."""
     lr, (p, q) = choice or (DEFAULT_LR, (0.3, 0.3))
     runs = []
     for t in tasks:
-        base = dict(lr=lr, train_size=OOD_TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
-                    recipe="reference", patience=PROTOCOL_PATIENCE, waits_for=wait)
+        base = dict(lr=lr, train_size=train_size, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
+                    recipe="reference", patience=PROTOCOL_PATIENCE, waits_for=None if choice else wait)
         for s in seeds:
-            runs.append(Run("ood", t, "ft", s, FT, **base))
-            runs.append(Run("ood", t, "addrop", s, addrop_flags(p, q, "all"), cost=1.5,
-                            meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("chosen_on", f"protocol {OOD_CHOICE_FROM}")), **base))
+            runs.append(Run(study, t, "ft", s, FT, **base))
+            runs.append(Run(study, t, "addrop", s, addrop_flags(p, q, "all"), cost=1.5,
+                            meta=(("p", f"{p:g}"), ("q", f"{q:g}"), *meta), **base))
     return runs
+
+
+def ood(tasks, seeds, lrs: Dict[str, float], choice: Optional[Choice] = None) -> List[Run]:
+    """The paper's Section 4.6 at CPU scale: FT and AD-DROP trained on an MNLI / QQP slice (early
+    stopping on the in-distribution dev set), the best dev checkpoint then scored once on the
+    task's OOD set (HANS; PAWS-Wiki test). The rate and (p, q) are the protocol study's choice
+    for ``OOD_CHOICE_FROM``; nothing is chosen on an OOD set."""
+    return chosen_pairs("ood", tasks, seeds, choice, f"the protocol study's {OOD_CHOICE_FROM} choice", OOD_TRAIN_SIZE,
+                        (("chosen_on", f"protocol {OOD_CHOICE_FROM}"),))
 
 
 DEMO_TASK = "cola"  # the protocol study's cheaper task
 DEMO_SEED = 9  # neither the protocol's search (1-3) nor its judgement (4-8) saw it
 
 
-def demo(tasks, seeds, lrs: Dict[str, float], choice: Optional[Tuple[float, Tuple[float, float]]] = None) -> List[Run]:
-    """``scripts/demo.sh``: one live seed pair, FT and AD-DROP at the protocol study's choice for
-    each task (its recipe, length and early stopping), beside the study's fresh-seed results."""
-    wait = None if choice is not None else "the protocol study's choice"
-    lr, (p, q) = choice or (DEFAULT_LR, (0.3, 0.3))
-    runs = []
-    for t in tasks:
-        base = dict(lr=lr, train_size=TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
-                    recipe="reference", patience=PROTOCOL_PATIENCE, waits_for=wait)
-        for s in seeds:
-            runs.append(Run("demo", t, "ft", s, FT, **base))
-            runs.append(Run("demo", t, "addrop", s, addrop_flags(p, q, "all"), cost=1.5,
-                            meta=(("p", f"{p:g}"), ("q", f"{q:g}")), **base))
-    return runs
+def demo(tasks, seeds, lrs: Dict[str, float], choice: Optional[Choice] = None) -> List[Run]:
+    """``scripts/demo.sh``: one live seed pair at the protocol study's choice for the task,
+    shown beside the study's fresh-seed results."""
+    return chosen_pairs("demo", tasks, seeds, choice, "the protocol study's choice", TRAIN_SIZE)
 
 
 NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
