@@ -22,16 +22,14 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .command_line import run_command
+from .command_line import checkpoint_parser, load_checkpoint, run_command
 
-CRITERION_FLAGS = ("p", "q", "layers", "attention", "attribution", "ig_steps", "labels", "drop")
+# one AD-DROP update is drawn: the options that say which updates are AD-DROP's do not apply
+NOT_FOR_ONE_STEP = ("addrop_schedule", "addrop_cross_period")
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="addrop-explain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a sentence_prediction or sequence_tagging checkpoint")
-    p.add_argument("--data", help="the preprocessed data directory (default: the checkpoint's)")
+    p = checkpoint_parser("addrop-explain", __doc__, "a sentence_prediction or sequence_tagging checkpoint")
     p.add_argument("--text", required=True, help="the sentence (sequence_tagging: words separated by spaces)")
     p.add_argument("--text-pair", help="the second sentence of a pair (sentence_prediction)")
     p.add_argument("--sentencepiece-model", help="fairseq models: the sentencepiece model the data was "
@@ -42,16 +40,28 @@ def get_parser():
     p.add_argument("--head", type=int, default=0, help="head to draw (default 0)")
     p.add_argument("--seed", type=int, default=1, help="torch seed before the step (dropout and Eq. 7's draws)")
     p.add_argument("--out", default="explain.png", help="the PNG to write; the JSON goes next to it")
-    g = p.add_argument_group("criterion options (default: the checkpoint's addrop_ce options)")
-    g.add_argument("--addrop-p", type=float)
-    g.add_argument("--addrop-q", type=float)
-    g.add_argument("--addrop-layers")
-    g.add_argument("--addrop-attention")
-    g.add_argument("--addrop-attribution")
-    g.add_argument("--addrop-ig-steps", type=int)
-    g.add_argument("--addrop-labels", choices=["pseudo", "gold"])
-    g.add_argument("--addrop-drop", choices=["high", "low"])
+    add_criterion_options(p.add_argument_group("criterion options (default: the checkpoint's addrop_ce options)"))
     return p
+
+
+def add_criterion_options(group) -> None:
+    """The criterion's ``--addrop-*`` options, as fairseq-train parses them (type, choices, help,
+    all from ``ADDropCriterionConfig``), but NOT_FOR_ONE_STEP; unset: None (the checkpoint's)."""
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+
+    from .criterions.addrop_ce import ADDropCriterionConfig
+
+    fairseq_train = argparse.ArgumentParser(add_help=False)
+    gen_parser_from_dataclass(fairseq_train, ADDropCriterionConfig(), delete_default=True)
+    for action in fairseq_train._actions:
+        if action.dest.startswith("addrop_") and action.dest not in NOT_FOR_ONE_STEP:
+            action.default = None
+            group._add_action(action)
+
+
+def criterion_flags(args) -> List[str]:
+    """The ``addrop_*`` fields :func:`add_criterion_options` added, in their order."""
+    return [k for k in vars(args) if k.startswith("addrop_")]
 
 
 # ---------------------------------------------------------------------------- loading
@@ -59,14 +69,9 @@ def get_parser():
 
 def load(args):
     """(model, task, criterion, bpe) from the checkpoint, the criterion with the flags applied."""
-    from fairseq import checkpoint_utils
-
-    from . import register
     from .criterions.addrop_ce import ADDropCriterion, ADDropCriterionConfig
 
-    register()
-    overrides = {"data": args.data} if args.data else None
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides=overrides)
+    model, cfg, task = load_checkpoint(args.checkpoint, args.data)
     name = cfg.task._name
     if name not in ("sentence_prediction", "sequence_tagging"):
         raise ValueError(f"{args.checkpoint}: task {name!r}; addrop-explain draws sentence_prediction "
@@ -79,10 +84,10 @@ def load(args):
     crit.sentence_avg = bool(cfg.optimization.sentence_avg)
     if "regression_target" in cfg.task:
         crit.regression_target = bool(cfg.task.regression_target)
-    for f in CRITERION_FLAGS:
-        value = getattr(args, f"addrop_{f}")
+    for f in criterion_flags(args):
+        value = getattr(args, f)
         if value is not None:
-            setattr(crit, f"addrop_{f}", value)
+            setattr(crit, f, value)
     crit.addrop_schedule = "always"
     from fairseq.data import encoders
 
@@ -90,7 +95,7 @@ def load(args):
         bpe = encoders.build_bpe(argparse.Namespace(bpe="sentencepiece", sentencepiece_model=args.sentencepiece_model))
     else:
         bpe = encoders.build_bpe(cfg.bpe) if cfg.get("bpe") is not None else None
-    return models[0], task, ADDropCriterion(crit, task), bpe
+    return model, task, ADDropCriterion(crit, task), bpe
 
 
 # ---------------------------------------------------------------------------- the input
@@ -234,6 +239,8 @@ def draw(site: Dict, tokens: List[str], head: int, path: Path, title: str) -> No
 
 
 def work(args) -> Dict:
+    if not args.text.split():
+        raise ValueError("--text is empty: give the sentence to explain (sequence_tagging: its words)")
     model, task, criterion, bpe = load(args)
     ids, tokens, labelled = encode(model, task, bpe, args.text, args.text_pair)
     sample = build_sample(task, criterion, ids, labelled, args.label)
@@ -256,7 +263,7 @@ def work(args) -> Dict:
     summary = {
         "checkpoint": str(args.checkpoint), "tokens": tokens, "prediction": prediction,
         "layer": args.layer, "head": args.head, "seed": args.seed,
-        "options": {f"addrop_{f}": getattr(cfg, f"addrop_{f}") for f in CRITERION_FLAGS},
+        "options": {f: getattr(cfg, f) for f in criterion_flags(args)},
         "sites": [{"name": s["site"].name, "kind": s["site"].kind, "layer": s["site"].layer,
                    "dropped": s["drop"].nonzero().tolist()} for s in result["sites"]],
     }

@@ -29,7 +29,8 @@ The list was found by saving real checkpoints with ``fairseq-train`` (translatio
 with ``--eval-bleu`` and ``--store-ema``, RoBERTa ``sentence_prediction``, the
 ``sequence_tagging`` taggers, the ``hf_*`` models) and loading them with ``weights_only=True``.
 ``tests/test_safe_loading.py`` checks it is needed and enough, and that code stays refused; the
-CLI tests resume, generate, tag and reload every kind of checkpoint under safe loading.
+CLI tests resume, generate, tag and reload every kind of checkpoint under safe loading. The
+plugin's own tools report a refused file in one line (:func:`refusal`).
 """
 
 
@@ -62,3 +63,18 @@ def allow_fairseq_checkpoints() -> None:
     if torch.__version__ < "2.6":
         return
     torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
+
+
+def refusal(error) -> str:
+    """One line for a ``pickle.UnpicklingError`` of ``torch.load`` (torch's own message runs to a
+    dozen): the global safe loading refused and why it stays refused, or, for a file that is no
+    pickle of ours at all, what torch choked on."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    culprit = next((line for line in lines if "GLOBAL" in line), None)
+    if culprit is None:
+        detail = next((line for line in reversed(lines) if not line.startswith("Check the documentation")),
+                      type(error).__name__)
+        return f"not a checkpoint torch can read ({detail})"
+    return (f"Weights only load failed: {culprit} addrop_fairseq lets torch's safe loading build only what "
+            "fairseq checkpoints hold (addrop_fairseq/safe_loading.py): loading this file fully could run "
+            "code it carries; do so only if you trust where it came from")

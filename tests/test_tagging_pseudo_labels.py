@@ -7,7 +7,6 @@ declaration fails them."""
 from pathlib import Path
 
 import pytest
-import torch
 
 import hf_builders as hb
 from addrop_fairseq.tagging import preprocess

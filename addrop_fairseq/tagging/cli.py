@@ -15,19 +15,16 @@ scheme (a predicted entity opening with ``I-X`` is written as seqeval reads it).
 unknown words included. When the last column holds gold tags, prints seqeval's report
 (per entity type and micro average). Malformed input stops with an error naming the line.
 """
-import argparse
 import sys
 from typing import List, Optional
 
+from ..command_line import checkpoint_parser, load_checkpoint, run_command
 from . import schemes
-from .conll import ConllError, read_conll, with_column
+from .conll import read_conll, with_column
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="addrop-tag", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint of fairseq-train --task sequence_tagging")
-    p.add_argument("--data", help="the preprocessed data directory (default: the checkpoint's)")
+    p = checkpoint_parser("addrop-tag", __doc__, "a checkpoint of fairseq-train --task sequence_tagging")
     p.add_argument("--input", required=True, help="CoNLL file to tag (token first, optional gold tag last)")
     p.add_argument("--output", default="-", help="where to write the tagged file ('-': stdout)")
     p.add_argument("--tag-scheme", default="auto", choices=["auto", *schemes.SCHEMES],
@@ -99,47 +96,53 @@ def report(gold, pred, stream) -> dict:
 
 
 def load(checkpoint: str, data):
-    from fairseq import checkpoint_utils
-
-    from .. import register
-
-    # sequence_tagging, the taggers, hf_token_classifier, and the allowlist of what fairseq
-    # pickles into checkpoints (safe loading stays on)
-    register()
-
-    overrides = {"data": data} if data else None
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
+    model, cfg, task = load_checkpoint(checkpoint, data)
     if not hasattr(task, "encode_words"):
         raise InputError(f"{checkpoint} was not trained with --task sequence_tagging (task: {cfg.task._name})")
     try:
         task.splitter  # the data's word splitter (e.g. the HF tokenizer directory it names)
     except ValueError as e:
         raise InputError(str(e)) from None
-    return models[0], task
+    return model, task
+
+
+def read_input(path: str, gold: Optional[bool]):
+    """The CoNLL input; text that is not UTF-8 is an error naming its first such line."""
+    try:
+        return read_conll(path, gold=gold)
+    except UnicodeDecodeError:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(f"{path}:{number}: not UTF-8 (byte {line[e.start]:#04x} at column "
+                                     f"{e.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8") from None
+        raise
 
 
 def run(argv=None) -> Optional[dict]:
     """Tag (see the module docstring); returns the scores when the input has gold tags."""
-    args = get_parser().parse_args(argv)
-    try:
-        conll = read_conll(args.input, gold=False if args.no_gold else None)
-        if not conll.sentences:
-            raise InputError(f"{args.input}: no sentences")
-        scheme = args.tag_scheme
-        if conll.gold:
-            scheme = schemes.resolve_scheme(scheme, [s.tags for s in conll.sentences])
-        elif scheme == "auto":
-            scheme = "iob2"
-        import torch
+    return run_command(get_parser(), work, argv)
 
-        model, task = load(args.checkpoint, args.data)
-        gold = gold_iob2(conll, scheme, task.target_dictionary) if conll.gold else None
-        device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-        model.to(device).eval()
-        # valid IOB2 (an entity opening with I-X becomes B-X): seqeval reads the same entities
-        pred = [schemes.iob1_to_iob2(p) for p in predict(task, model, conll, args.batch_size, device)]
-    except (ConllError, InputError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+
+def work(args) -> Optional[dict]:
+    conll = read_input(args.input, gold=False if args.no_gold else None)
+    if not conll.sentences:
+        raise InputError(f"{args.input}: no sentences")
+    scheme = args.tag_scheme
+    if conll.gold:
+        scheme = schemes.resolve_scheme(scheme, [s.tags for s in conll.sentences])
+    elif scheme == "auto":
+        scheme = "iob2"
+    import torch
+
+    model, task = load(args.checkpoint, args.data)
+    gold = gold_iob2(conll, scheme, task.target_dictionary) if conll.gold else None
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    model.to(device).eval()
+    # valid IOB2 (an entity opening with I-X becomes B-X): seqeval reads the same entities
+    pred = [schemes.iob1_to_iob2(p) for p in predict(task, model, conll, args.batch_size, device)]
     lines = with_column(conll, [schemes.from_iob2(p, scheme) for p in pred])
     if args.output == "-":
         sys.stdout.write("\n".join(lines) + "\n")
