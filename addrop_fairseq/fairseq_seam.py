@@ -18,6 +18,12 @@ module a subclass with three seams on fairseq's explicit path:
 When the context closes the stock class comes back and the hooks are removed: outside
 AD-DROP's passes the modules are stock fairseq (fast path, incremental decoding,
 TorchScript). No parameter or buffer is added: state_dict keys and checkpoints stay stock.
+
+fairseq internals assumed here (pinned: fairseq-fixed==0.12.3.1, ``MultiheadAttention``):
+``skip_embed_dim_check`` in the fast-path condition of ``forward`` (set, it takes the explicit
+path), ``forward``'s and ``apply_sparse_mask``'s parameters, ``dropout_module`` applied to the
+``[B*H, T, S]`` probabilities, and a ``__class__`` that can be swapped for a subclass.
+``tests/test_fairseq_assumptions.py`` fails, naming the assumption, if a version bump changes one.
 """
 from typing import Dict, List
 
@@ -36,6 +42,7 @@ MASKED_SCORE = -1e4
 class _ADDropMixin:
     """The seams of a MultiheadAttention class, on while a recording/masking context is open."""
 
+    # fairseq 0.12.3.1's MultiheadAttention.forward parameters, passed on positionally
     def forward(
         self,
         query,
@@ -57,7 +64,9 @@ class _ADDropMixin:
             )
         st.masks = (key_padding_mask, attn_mask)
         saved = self.skip_embed_dim_check
-        self.skip_embed_dim_check = True  # the explicit path, where the seams are
+        # the explicit path, where the seams are: fairseq 0.12.3.1 takes F.multi_head_attention_forward
+        # (or xformers) unless skip_embed_dim_check, among other conditions, is set
+        self.skip_embed_dim_check = True
         try:
             return super().forward(
                 query, key, value, key_padding_mask, incremental_state, need_weights,
@@ -163,6 +172,7 @@ class FairseqSeam(Seam):
 
     def attach(self, module: MultiheadAttention):
         stock_class = type(module)
+        # a subclass with the stock layout (fairseq 0.12.3.1's MultiheadAttention has no __slots__)
         module.__class__ = _addrop_class(stock_class)
         handles = [
             module.dropout_module.register_forward_pre_hook(_probs_pre_hook(module)),
