@@ -16,7 +16,6 @@ quote is text) or JSON (a list of objects, or an object of objects such as GLUE 
 empty text or label, or a label the model cannot predict after the map, stops the command
 with an error naming it before the model runs.
 """
-import argparse
 import csv
 import json
 import sys
@@ -24,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .command_line import run_command
+from .command_line import checkpoint_parser, load_checkpoint, run_command
 
 
 class InputError(ValueError):
@@ -95,18 +94,8 @@ def examples(rows: List[Dict[str, str]], text_columns: Sequence[str], label_colu
 
 
 def load(checkpoint: str, data: Optional[str]):
-    """(model, task, head name) of a sentence_prediction checkpoint, loaded with the plugin's
-    safe unpickling (what fairseq pickles is allowlisted, nothing else)."""
-    from fairseq import checkpoint_utils
-
-    from . import register
-
-    register()
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
-    overrides = {"data": data} if data else None
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
-    model = models[0]
+    """(model, task, head name) of a sentence_prediction checkpoint of a HF classifier."""
+    model, cfg, task = load_checkpoint(checkpoint, data)
     if not hasattr(task, "label_dictionary") or getattr(cfg.task, "regression_target", False):
         raise InputError(f"{checkpoint}: not a --task sentence_prediction classifier (task: {cfg.task._name})")
     if not hasattr(model, "tokenizer"):
@@ -194,10 +183,7 @@ def evaluate(args) -> dict:
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="addrop-evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint of fairseq-train --task sentence_prediction")
-    p.add_argument("--data", help="the preprocessed data directory (default: the checkpoint's)")
+    p = checkpoint_parser("addrop-evaluate", __doc__, "a checkpoint of fairseq-train --task sentence_prediction")
     p.add_argument("--input", required=True, help="labelled TSV (header row) or JSON file to score")
     p.add_argument("--text-columns", default="sentence1,sentence2", help="one column, or two for a pair")
     p.add_argument("--label-column", default="label")

@@ -242,7 +242,7 @@ def test_evaluate_refuses_bad_input_with_one_line_naming_it(runs, shared_data, t
         "no column(s) ['premise']": base + ["--text-columns", "premise,sentence2"],
         "--label-map: ['neutral'] are not labels of the model": base + ["--label-map", "neutral=non-entailment"],
         "ragged.tsv:3: 2 fields, the header has 3": ["--checkpoint", ckpt, "--input", str(ragged), "--cpu"],
-        "nope.pt: no such checkpoint": ["--checkpoint", str(tmp_path / "nope.pt"), "--input", str(path)],
+        "nope.pt: no such file": ["--checkpoint", str(tmp_path / "nope.pt"), "--input", str(path)],
     }
     for message, argv in cases.items():
         with pytest.raises(SystemExit) as e:
