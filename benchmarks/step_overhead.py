@@ -245,8 +245,9 @@ class Bench:
                 self.task.datasets.setdefault(vcfg.criterion.attendout_eval, as_dataset(self.task, self.sample))
             if hasattr(crit, "prepare"):
                 crit.prepare(self.model)  # install the seams now, as begin_epoch does
-            if v == "attendout":  # the trainer's optimizer, as train_step hands it over (A-Net's kind)
-                self.task._addrop.optimizer = optim.build_optimizer(vcfg.optimizer, list(self.model.parameters()))
+            if v == "attendout":  # what fairseq's trainer tells it: a train step begins, an update ends
+                crit.begin_train_step(0, False)
+                self.fairseq_optimizer = optim.build_optimizer(vcfg.optimizer, list(self.model.parameters()))
             self.criteria[v] = crit
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
@@ -258,6 +259,8 @@ class Bench:
         self.model.zero_grad(set_to_none=True)
         loss, _, _ = self.criteria[variant](self.model, self.sample)
         loss.backward()
+        if variant == "attendout":  # A-Net's optimizer step, taken when fairseq's update ends
+            self.criteria[variant].end_update(self.fairseq_optimizer, 0)
 
     def timed_step(self, variant):
         clock = time.process_time if self.args.clock == "cpu" else time.perf_counter
