@@ -1,17 +1,13 @@
-"""AD-DROP's options without fairseq: names, defaults, help, and their checks.
+"""AD-DROP's options without fairseq, in one place: names, defaults, help and checks.
 
-:class:`ADDropOptions` holds the ``--addrop-*`` options of ``--criterion addrop_ce`` under
-the same field names, defaults and help (``tests/test_hf_trainer.py`` compares it field by
-field with ``criterions.addrop_ce.ADDropCriterionConfig``), for front ends that run without
-fairseq: the HuggingFace ``Trainer`` (:mod:`addrop_fairseq.hf.trainer`, which reads it with
-``HfArgumentParser`` as ``ADDropArguments``).
-
-:func:`parse_kinds` / :func:`parse_layers` are the fairseq-free copies of the criterion's
-parsers in ``criterions/attention_sites.py`` (same results and messages); that module can
-import them from here instead.
+:class:`ADDropOptions` holds the ``--addrop-*`` options; ``--criterion addrop_ce``'s config
+(``criterions/addrop_ce.py``) is made from its fields, and the HuggingFace ``Trainer``
+(:mod:`addrop_fairseq.hf.trainer`) reads it with ``HfArgumentParser`` as ``ADDropArguments``.
+The checks (``check(flag, value)``: a ValueError whose message names the flag) and the
+``--*-attention`` / ``--*-layers`` parsers serve every site criterion's options too.
 """
-from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from dataclasses import dataclass, field, fields
+from typing import Callable, Dict, List, Literal, Optional
 
 from . import attribution, masks, schedule, sites
 
@@ -21,9 +17,9 @@ def parse_kinds(spec: str, flag: str = "--addrop-attention") -> Optional[List[st
     if spec.strip() == "auto":
         return None
     kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in sites.KINDS]
+    bad = [k for k in kinds if k not in sites.ATTENTION_KINDS]
     if bad or not kinds:
-        raise ValueError(f"{flag}: unknown kind(s) {bad or spec!r}; choose from auto or {sites.KINDS}")
+        raise ValueError(f"{flag}: unknown kind(s) {bad or spec!r}; choose from auto or {sites.ATTENTION_KINDS}")
     return kinds
 
 
@@ -39,6 +35,56 @@ def parse_layers(spec: str, flag: str = "--addrop-layers") -> Optional[List[int]
     if not layers or layers[0] < 0:
         raise ValueError(f"{flag} must be 'all' or non-negative integers, got {spec!r}")
     return layers
+
+
+# ---------------------------------------------------------------------------- option checks
+# check(flag, value): a ValueError whose message names the flag, or nothing
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field, as fairseq spells it (addrop_p -> --addrop-p)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_rate(flag, value):
+    masks.check_rate(flag, value)
+
+
+def at_least(minimum):
+    def check(flag, value):
+        if value < minimum:
+            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+    return check
+
+
+def positive(flag, value):
+    if not value > 0:
+        raise ValueError(f"{flag} must be > 0, got {value}")
+
+
+def one_of(choices):
+    def check(flag, value):
+        if value not in choices:
+            raise ValueError(f"{flag} must be one of {tuple(choices)}, got {value!r}")
+    return check
+
+
+def check_kinds(flag, value):
+    parse_kinds(value, flag)
+
+
+def check_layers(flag, value):
+    parse_layers(value, flag)
+
+
+def check_attribution(flag, value):
+    try:
+        attribution.get_attribution(value)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
+
+
+LABELS = ("pseudo", "gold")
 
 
 @dataclass
@@ -75,10 +121,10 @@ class ADDropOptions:
         metadata={"help": "iga: alpha steps run together in one pass, the batch tiled that many "
                   "times (faster on GPU, that many times the memory of a forward)"},
     )
-    addrop_labels: Literal["pseudo", "gold"] = field(
+    addrop_labels: Literal[LABELS] = field(
         default="pseudo", metadata={"help": "labels the attribution is taken for"}
     )
-    addrop_drop: Literal["high", "low"] = field(
+    addrop_drop: Literal[masks.STRATEGIES] = field(
         default="high", metadata={"help": "drop high-attribution keys (AD-DROP) or low ones"}
     )
     addrop_schedule: Literal[schedule.SCHEDULES] = field(
@@ -91,28 +137,10 @@ class ADDropOptions:
     )
 
     def check(self):
-        """The options' checks (messages name the flags); returns the attribution method."""
-        masks.check_rate("--addrop-p", self.addrop_p)
-        masks.check_rate("--addrop-q", self.addrop_q)
-        try:
-            method = attribution.get_attribution(self.addrop_attribution)
-        except ValueError as e:
-            raise ValueError(f"--addrop-attribution: {e}") from None
-        try:
-            schedule.check_schedule(self.addrop_schedule, self.addrop_cross_period)
-        except ValueError as e:
-            raise ValueError(f"--addrop-schedule / --addrop-cross-period: {e}") from None
-        if self.addrop_ig_steps < 1:
-            raise ValueError(f"--addrop-ig-steps must be >= 1, got {self.addrop_ig_steps}")
-        if self.addrop_ig_batch < 1:
-            raise ValueError(f"--addrop-ig-batch must be >= 1, got {self.addrop_ig_batch}")
-        if self.addrop_labels not in ("pseudo", "gold"):
-            raise ValueError(f"--addrop-labels must be pseudo or gold, got {self.addrop_labels!r}")
-        if self.addrop_drop not in masks.STRATEGIES:
-            raise ValueError(f"--addrop-drop must be one of {masks.STRATEGIES}, got {self.addrop_drop!r}")
-        parse_kinds(self.addrop_attention)
-        parse_layers(self.addrop_layers)
-        return method
+        """Every option's check (:data:`ADDROP_CHECKS`); returns the attribution method."""
+        for name, check in ADDROP_CHECKS.items():
+            check(flag_of(name), getattr(self, name))
+        return attribution.get_attribution(self.addrop_attribution)
 
     @property
     def kinds(self) -> Optional[List[str]]:
@@ -123,4 +151,22 @@ class ADDropOptions:
         return parse_layers(self.addrop_layers)
 
 
-__all__ = ["ADDropOptions", "parse_kinds", "parse_layers"]
+#: ADDropOptions field -> its check; fairseq-train runs them while parsing its arguments (a bad
+#: value is a usage error) and the criterion again when it is built (hydra configs, code)
+ADDROP_CHECKS: Dict[str, Callable] = {
+    "addrop_p": check_rate,
+    "addrop_q": check_rate,
+    "addrop_attribution": check_attribution,
+    "addrop_attention": check_kinds,
+    "addrop_layers": check_layers,
+    "addrop_ig_steps": at_least(1),
+    "addrop_ig_batch": at_least(1),
+    "addrop_labels": one_of(LABELS),
+    "addrop_drop": one_of(masks.STRATEGIES),
+    "addrop_schedule": one_of(schedule.SCHEDULES),
+    "addrop_cross_period": at_least(0),
+}
+assert set(ADDROP_CHECKS) == {f.name for f in fields(ADDropOptions)}
+
+__all__ = ["ADDropOptions", "ADDROP_CHECKS", "parse_kinds", "parse_layers", "flag_of", "check_rate", "at_least",
+           "positive", "one_of", "check_kinds", "check_layers", "check_attribution"]

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .masks import drop_fill_value
 
-KINDS = ("encoder-self", "decoder-self", "encoder-decoder")
+ATTENTION_KINDS = ("encoder-self", "decoder-self", "encoder-decoder")
 
 STATE = "_addrop"  # the one attribute AD-DROP sets on an attention module
 
@@ -90,11 +90,11 @@ def select_from(
     if not found:
         raise ValueError(f"{model_name} has no attention module AD-DROP can reach")
     kinds = default_kinds(found) if kinds is None else kinds
-    have = sorted({s.kind for s in found}, key=KINDS.index)
+    have = sorted({s.kind for s in found}, key=ATTENTION_KINDS.index)
     selected = []
     for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"unknown attention kind {kind!r}; choose from {KINDS}")
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}; choose from {ATTENTION_KINDS}")
         of_kind = [s for s in found if s.kind == kind]
         if not of_kind:
             raise ValueError(f"{model_name} has no {kind} attention (it has {', '.join(have)})")

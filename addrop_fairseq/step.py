@@ -6,10 +6,10 @@ gives ``predict(model, batch)`` (pass 1's forward), ``labels(prediction, gold)``
 labels, Eq. 4, or the gold ones) and ``target(prediction, labels)`` (the scalar whose
 gradient at the maps is the attribution, ``attribution.py``'s formulas).
 
-:func:`attribute` is the body of ``ADDropCriterion.attribute`` (criterions/addrop_ce.py) made
-fairseq-free, line for line: the first (unscaled, untiled) pass fixes the labels, a tiled
+:func:`attribute` is pass 1 for every front end (``ADDropCriterion.attribute`` in
+criterions/addrop_ce.py, the HF Trainer): the first (unscaled, untiled) pass fixes the labels, a tiled
 pass (``repeat`` > 1, integrated gradients' ``--addrop-ig-batch``) tiles them alike, the
-method comes from the registry. The criterion still has its own copy; it can call this one.
+method comes from the registry.
 :class:`ADDropStep` holds what one front end keeps across updates (the checked options, the
 method, the loss-scaled gradients for fp16/bf16 maps).
 """
@@ -29,7 +29,7 @@ def attribute(method, kind, model, batch, selected: Sequence[sites.AttentionSite
     ``tile(batch, r)`` is ``batch`` repeated r times along dim 0."""
     labels = None
 
-    def forward(replacements=None, point="attended", repeat=1):
+    def run_pass1(replacements=None, point="attended", repeat=1):
         nonlocal labels
         tiled_batch = batch if repeat == 1 else tile(batch, repeat)
         with sites.recording(selected, replacements, point) as rec:
@@ -39,7 +39,7 @@ def attribute(method, kind, model, batch, selected: Sequence[sites.AttentionSite
         tiled = labels if repeat == 1 else labels.repeat(repeat, *[1] * (labels.dim() - 1))
         return kind.target(prediction, tiled), rec.result()
 
-    result = method(forward, steps=steps, grad=grad, batch=ig_batch)
+    result = method(run_pass1, steps=steps, grad=grad, batch=ig_batch)
     if result is None:
         return None
     result = list(result)

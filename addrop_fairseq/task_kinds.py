@@ -29,14 +29,14 @@ from fairseq.tasks.translation import TranslationTask
 
 from . import attribution
 
-KINDS = ("token", "classification", "regression")
+TASK_KINDS = ("token", "classification", "regression")
 
 
 def task_kind(task) -> str:
     declared = getattr(task, "addrop_task_kind", None)
     if declared is not None:
-        if declared not in KINDS:
-            raise ValueError(f"{type(task).__name__}.addrop_task_kind must be one of {KINDS}")
+        if declared not in TASK_KINDS:
+            raise ValueError(f"{type(task).__name__}.addrop_task_kind must be one of {TASK_KINDS}")
         return declared
     if isinstance(task, SentencePredictionTask):
         return "regression" if task.cfg.regression_target else "classification"

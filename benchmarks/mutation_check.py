@@ -49,8 +49,9 @@ M = "addrop_fairseq/masks.py"
 A = "addrop_fairseq/attribution.py"
 S = "addrop_fairseq/schedule.py"
 C = "addrop_fairseq/criterions/addrop_ce.py"
-SC = "addrop_fairseq/criterions/attention_sites.py"
-AO = "addrop_fairseq/attendout.py"
+ST = "addrop_fairseq/step.py"
+SC = "addrop_fairseq/criterions/site_criterion.py"
+AO = "addrop_fairseq/attendout_maths.py"
 AOC = "addrop_fairseq/criterions/attendout.py"
 
 MUTANTS: List[Mutant] = [
@@ -123,8 +124,8 @@ MUTANTS: List[Mutant] = [
            "drop fraction denominator counts every position, padding included"),
     Mutant(C, "if not model.training or not self.addrop_now()", "if not self.addrop_now()",
            "AD-DROP also in validation / inference (model.eval())"),
-    Mutant(C, "labels = self.task_kind.labels(prediction, gold=use_gold)",
-           "labels = self.task_kind.labels(prediction, gold=False)", "--addrop-labels gold ignored"),
+    Mutant(ST, "labels = kind.labels(prediction, gold=gold)",
+           "labels = kind.labels(prediction, gold=False)", "--addrop-labels gold ignored"),
     Mutant(SC, "        self.epoch = epoch\n", "",
            "begin_epoch does not advance the schedule's clock"),
     Mutant(M, "attribution, self.attributions[index] = self.attributions[index], None",
@@ -151,16 +152,16 @@ MUTANTS: List[Mutant] = [
     Mutant(A, "            out[i] = a.float() * total / steps\n",
            "            out[i] = a.float() * total / steps / (1 + i)\n",
            "per-layer IGA: later layers scaled wrongly"),
-    # ------------------------------------------------------------------ AttendOut's regularizers (masks.py)
-    Mutant(M, "return torch.where(rows & valid, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)",
+    # ------------------------------------------------------------------ AttendOut's regularizers (attendout_maths.py)
+    Mutant(AO, "return torch.where(rows & valid, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)",
            "return torch.where(rows, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)",
            "uniform rows attend padding too"),
-    Mutant(M, "drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)",
+    Mutant(AO, "drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)",
            "drop = torch.rand(scores.shape, generator=generator, device=scores.device) < p",
            "scores dropout removes padding / future keys too"),
-    Mutant(M, "    return uniform_rows(out, valid, emptied)\n", "    return out\n",
+    Mutant(AO, "    return uniform_rows(out, valid, emptied)\n", "    return out\n",
            "an emptied row is not made uniform over its valid keys (Eq. 4)"),
-    Mutant(M, "return min(1.0, max(0.0, start + slope * update / per))", "return min(1.0, start + slope * update / per)",
+    Mutant(AO, "return min(1.0, max(0.0, start + slope * update / per))", "return min(1.0, start + slope * update / per)",
            "scheduled rate not clipped at 0"),
     # ------------------------------------------------------------------ AttendOut (attendout.py, criterion)
     # (logit - noise > 0 would be equivalent: the difference of two Gumbels is symmetric)
@@ -176,7 +177,7 @@ MUTANTS: List[Mutant] = [
     Mutant(AOC, "source, target = (self.anet, d_net) if attacker_won else (d_net, self.anet)",
            "source, target = (d_net, self.anet) if attacker_won else (self.anet, d_net)",
            "both nets restart from the loser"),
-    Mutant(AOC, "            return masks.remove_scores(scores, valid, drops[i][:, None] & valid)\n",
+    Mutant(AOC, "            return ao.remove_scores(scores, valid, drops[i][:, None] & valid)\n",
            "            return scores\n", "A-Net never gets G-Net's masks"),
     Mutant(AOC, "        self.g_opt.step()\n", "", "G-Net never updated"),
 ]

@@ -5,7 +5,6 @@ the final parameters' checksum to ``OUT.rank<R>.json``.
 Run with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set (as torchrun does).
 """
 import json
-import os
 import sys
 
 import torch

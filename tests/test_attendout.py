@@ -1,4 +1,4 @@
-"""AttendOut's maths (addrop_fairseq.attendout): G-Net's shapes and its one shared parameter
+"""AttendOut's maths (addrop_fairseq.attendout_maths): G-Net's shapes and its one shared parameter
 set, the Gumbel sampling frequencies, Eq. 5's gradient against a slow per-element REINFORCE
 loop, the moving-average baseline and the re-initialisation probability."""
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from addrop_fairseq import attendout as ao
+from addrop_fairseq import attendout_maths as ao
 
 
 def tokens_and_real(bsz=3, length=7, vocab=20, pad=1, seed=0):

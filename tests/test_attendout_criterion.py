@@ -53,7 +53,7 @@ def test_update_freq_2_counts_updates_and_restarts_only_between_them(data, monke
     from fairseq.data import iterators
     from fairseq.trainer import Trainer
 
-    from addrop_fairseq import attendout as ao
+    from addrop_fairseq import attendout_maths as ao
 
     monkeypatch.setattr(ao, "attacker_probability", lambda *a, **k: 1.0)
     cfg, task, model, criterion = build(data, COMMON[4:] + ["--update-freq", "2"],
@@ -140,16 +140,16 @@ def test_a_net_starts_as_d_net_and_gets_the_masks(data, monkeypatch):
     assert all(s.module is not t.module for s, t in zip(criterion.a_sites, criterion.sites))
     # one update: A-Net's two layers get G-Net's masks (about half the valid keys at rate 0.5),
     # D-Net none
-    from addrop_fairseq import masks
+    from addrop_fairseq import attendout_maths as ao_maths
 
     seen = []
-    original = masks.remove_scores
+    original = ao_maths.remove_scores
 
     def spy(scores, valid, drop):
         seen.append(float(drop.sum()) / float(valid.expand_as(drop).sum()))
         return original(scores, valid, drop)
 
-    monkeypatch.setattr(masks, "remove_scores", spy)
+    monkeypatch.setattr(ao_maths, "remove_scores", spy)
     task.train_step(next(iter(task.get_batch_iterator(task.dataset("train"), max_sentences=8).next_epoch_itr(
         shuffle=False))), model, criterion, optimizer, 0)
     assert len(seen) == 2 and all(0.3 < f < 0.7 for f in seen)

@@ -7,7 +7,7 @@ from fairseq.modules.multihead_attention import MultiheadAttention
 
 from addrop_fairseq import fairseq_seam
 from addrop_fairseq import sites as core
-from addrop_fairseq.criterions.attention_sites import parse_kinds, parse_layers
+from addrop_fairseq.options import parse_kinds, parse_layers
 from fairseq_builders import TINY_TRANSFORMER, build, translation_batch, translation_dir
 
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
@@ -21,7 +21,7 @@ def tiny(tmp_path_factory):
 
 
 def all_sites(model):
-    sites = fairseq_seam.select_sites(model, list(core.KINDS), None)
+    sites = fairseq_seam.select_sites(model, list(core.ATTENTION_KINDS), None)
     core.install(sites)
     return sites
 

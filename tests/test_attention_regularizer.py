@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hf_builders as hb
-from addrop_fairseq import masks
+from addrop_fairseq import attendout_maths
 from addrop_fairseq import sites as core
 from conftest import REPO, run_cli
 from fairseq_builders import (
@@ -41,7 +41,7 @@ def test_scores_dropout_removes_valid_keys_and_empties_rows_to_uniform(rows, n, 
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(2, 3, rows, n, generator=g)
     valid = torch.rand(2, 1, rows, n, generator=g) < 0.8
-    out, drop = masks.scores_dropout(scores, valid, p, torch.Generator().manual_seed(seed))
+    out, drop = attendout_maths.scores_dropout(scores, valid, p, torch.Generator().manual_seed(seed))
     valid = valid.expand_as(scores)
     assert not (drop & ~valid).any()  # only valid keys are removed
     assert torch.equal(out[valid & ~drop], scores[valid & ~drop])  # the others keep their score
@@ -58,15 +58,15 @@ def test_scores_dropout_removes_valid_keys_and_empties_rows_to_uniform(rows, n, 
 def test_scores_dropout_rate_is_p():
     scores, valid = torch.zeros(4, 4, 64, 64), torch.ones(4, 1, 64, 64, dtype=torch.bool)
     for p in (0.1, 0.3, 0.7):
-        _, drop = masks.scores_dropout(scores, valid, p, torch.Generator().manual_seed(0))
+        _, drop = attendout_maths.scores_dropout(scores, valid, p, torch.Generator().manual_seed(0))
         assert abs(float(drop.float().mean()) - p) < 0.01
 
 
 def test_scheduled_rate_is_linear_then_clipped():
-    assert masks.scheduled_rate(0.6, -0.1, 0) == 0.6
-    assert math.isclose(masks.scheduled_rate(0.6, -0.1, 2500), 0.35)
-    assert masks.scheduled_rate(0.6, -0.1, 10_000) == 0.0  # clipped at 0
-    assert masks.scheduled_rate(0.6, 0.5, 1000) == 1.0  # clipped at 1
+    assert attendout_maths.scheduled_rate(0.6, -0.1, 0) == 0.6
+    assert math.isclose(attendout_maths.scheduled_rate(0.6, -0.1, 2500), 0.35)
+    assert attendout_maths.scheduled_rate(0.6, -0.1, 10_000) == 0.0  # clipped at 0
+    assert attendout_maths.scheduled_rate(0.6, 0.5, 1000) == 1.0  # clipped at 1
 
 
 # ---------------------------------------------------------------------------- fairseq models
@@ -131,19 +131,19 @@ def test_scheduled_rates_per_layer_at_chosen_updates(spdir):
     # the rate of each layer is the one applied: at update 3000 layer 1 removes nothing
     criterion.set_update_num(3000)
     seen = {}
-    original = masks.scores_dropout
+    original = attendout_maths.scores_dropout
 
     def spy(scores, valid, p, generator=None):
         out, drop = original(scores, valid, p, generator)
         seen[len(seen)] = (p, float(drop.float().sum()))
         return out, drop
 
-    masks.scores_dropout = spy
+    attendout_maths.scores_dropout = spy
     try:
         model.train()
         criterion(model, sentence_batch(task))
     finally:
-        masks.scores_dropout = original
+        attendout_maths.scores_dropout = original
     assert seen[0][0] == pytest.approx(0.3) and seen[0][1] > 0 and seen[1] == (0.0, 0.0)
     _, _, _, bad = roberta(spdir, "--attn-reg", "scheduled", "--attn-reg-slopes", "1,2,3")
     with pytest.raises(ValueError, match="--attn-reg-slopes: 3 values for 2 attention layers"):
@@ -186,7 +186,7 @@ def test_hf_layerdrop_is_uniform_over_valid_keys_with_padding(tmp_path, shared_d
                   return_tensors="pt"))
 
     def edit(i, scores, valid):
-        return masks.uniform_rows(scores, valid, torch.ones_like(valid[..., :1])) if i == 0 else scores
+        return attendout_maths.uniform_rows(scores, valid, torch.ones_like(valid[..., :1])) if i == 0 else scores
 
     with torch.no_grad(), core.editing(sites, edit):
         out = model(**kw, output_attentions=True)

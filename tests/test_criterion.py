@@ -266,7 +266,7 @@ def test_stock_loss_options_are_fairseqs_own_fields():
     from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterionConfig
     from fairseq.criterions.sentence_prediction import SentencePredictionConfig
 
-    from addrop_fairseq.criterions.attention_sites import StockLossConfig
+    from addrop_fairseq.criterions.site_criterion import StockLossConfig
 
     assert not StockLossConfig.__dict__.get("__annotations__")  # declares nothing of its own
     ours = {f.name: f for f in dataclasses.fields(StockLossConfig)}

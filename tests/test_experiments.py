@@ -577,7 +577,7 @@ def test_pq_recommendation_follows_its_rule(tmp_path):
 
 
 def test_scheduled_slopes_bring_the_last_layer_to_its_end_rate_on_the_last_update():
-    from addrop_fairseq.masks import scheduled_rate
+    from addrop_fairseq.attendout_maths import scheduled_rate
 
     for updates in (252, 500):
         slopes = [float(x) for x in studies.schedule_slopes(updates).split(",")]

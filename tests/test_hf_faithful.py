@@ -52,7 +52,7 @@ def test_shared_attention_module_is_refused_by_name(tmp_path):
 
 
 def test_hf_activation_checkpointing_is_refused():
-    from addrop_fairseq.criterions.attention_sites import refuse_activation_checkpointing
+    from addrop_fairseq.criterions.site_criterion import refuse_activation_checkpointing
 
     tf = hb.tf()
     cfg = tf.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)

@@ -25,7 +25,6 @@ from conftest import REPO, cli_env
 
 tf = hb.tf()
 
-from addrop_fairseq import options as addrop_options  # noqa: E402
 from addrop_fairseq.hf import heads  # noqa: E402
 from addrop_fairseq.hf.trainer import ADDropArguments, ADDropSeq2SeqTrainer, ADDropTrainer  # noqa: E402
 

@@ -19,7 +19,7 @@ def python(code):
 
 def test_helpers_import_without_fairseq():
     proc = python("import sys; import addrop_fairseq.masks, addrop_fairseq.attribution, addrop_fairseq.sites, "
-                  "addrop_fairseq.schedule, addrop_fairseq.attendout, addrop_fairseq.hf, addrop_fairseq.mt.wmt16; "
+                  "addrop_fairseq.schedule, addrop_fairseq.attendout_maths, addrop_fairseq.hf, addrop_fairseq.mt.wmt16; "
                   "print('fairseq' in sys.modules)")
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr[-2000:]
 

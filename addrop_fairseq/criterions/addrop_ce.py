@@ -12,7 +12,8 @@ criterion and nothing else. AD-DROP updates run:
 The options are checked here, once, when the criterion is built (and the sites when the
 first epoch begins), with messages that name the flags.
 """
-from dataclasses import dataclass, field
+import typing
+from dataclasses import field, fields, make_dataclass
 
 import torch
 
@@ -21,56 +22,25 @@ from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from .. import attribution, masks, schedule, sites, task_kinds
-from . import attention_sites as opts
-from .attention_sites import SiteCriterion, StockLossConfig, unwrap
+from .. import attribution, masks, schedule, sites, step, task_kinds
+from ..options import ADDROP_CHECKS, ADDropOptions
+from .site_criterion import SiteCriterion, StockLossConfig, unwrap
 
 
-@dataclass
-class ADDropCriterionConfig(StockLossConfig):
-    addrop_p: float = field(
-        default=0.3, metadata={"help": "candidate region size: about p*n keys per attention row"}
-    )
-    addrop_q: float = field(
-        default=0.3, metadata={"help": "probability of dropping each candidate key"}
-    )
-    addrop_layers: str = field(
-        default="all", metadata={"help": "layers to apply AD-DROP to: 'all' or e.g. '0' or '0,2,5'"}
-    )
-    addrop_attention: str = field(
-        default="auto",
-        metadata={
-            "help": "comma-separated attention kinds among encoder-self, decoder-self, "
-            "encoder-decoder; 'auto' = encoder self-attention (the reference code's choice, for translation too)"
-        },
-    )
-    addrop_attribution: str = field(
-        default="ga",
-        metadata={
-            "help": "ga (gradient), iga (integrated gradients), aa (attention weights), "
-            "rd (random region), or a method registered with register_attribution"
-        },
-    )
-    addrop_ig_steps: int = field(default=20, metadata={"help": "integrated-gradient steps (iga)"})
-    addrop_ig_batch: int = field(
-        default=1,
-        metadata={"help": "iga: alpha steps run together in one pass, the batch tiled that many "
-                  "times (faster on GPU, that many times the memory of a forward)"},
-    )
-    addrop_labels: ChoiceEnum(["pseudo", "gold"]) = field(
-        default="pseudo", metadata={"help": "labels the attribution is taken for"}
-    )
-    addrop_drop: ChoiceEnum(["high", "low"]) = field(
-        default="high", metadata={"help": "drop high-attribution keys (AD-DROP) or low ones"}
-    )
-    addrop_schedule: ChoiceEnum(list(schedule.SCHEDULES)) = field(
-        default="cross",
-        metadata={"help": "cross: plain odd epochs, AD-DROP even epochs; always; never"},
-    )
-    addrop_cross_period: int = field(
-        default=0,
-        metadata={"help": "if > 0, cross-tuning alternates every N updates instead of epochs"},
-    )
+def fairseq_fields(options) -> list:
+    """The fields of a fairseq-free options dataclass for a FairseqDataclass: same names,
+    defaults and help; a ``Literal`` of choices becomes fairseq's ``ChoiceEnum``."""
+    out = []
+    for f in fields(options):
+        kind = ChoiceEnum(list(typing.get_args(f.type))) if typing.get_origin(f.type) is typing.Literal else f.type
+        out.append((f.name, kind, field(default=f.default, metadata=dict(f.metadata))))
+    return out
+
+
+#: ``--criterion addrop_ce``'s options: the stock loss's (fairseq's own) and AD-DROP's, made
+#: from :class:`addrop_fairseq.options.ADDropOptions` (one place for names, defaults and help)
+ADDropCriterionConfig = make_dataclass("ADDropCriterionConfig", fairseq_fields(ADDropOptions), bases=(StockLossConfig,))
+ADDropCriterionConfig.__module__ = __name__
 
 
 def tile_sample(sample, repeat: int):
@@ -91,17 +61,7 @@ def tile_sample(sample, repeat: int):
 
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
 class ADDropCriterion(SiteCriterion):
-    OPTION_CHECKS = {
-        "addrop_p": opts.check_rate,
-        "addrop_q": opts.check_rate,
-        "addrop_attribution": opts.check_attribution,
-        "addrop_attention": opts.check_kinds,
-        "addrop_layers": opts.check_layers,
-        "addrop_ig_steps": opts.at_least(1),
-        "addrop_ig_batch": opts.at_least(1),
-        "addrop_schedule": lambda flag, value: schedule.check_schedule(value, 0),
-        "addrop_cross_period": lambda flag, value: schedule.check_schedule("cross", value),
-    }
+    OPTION_CHECKS = ADDROP_CHECKS
 
     def __init__(self, cfg: ADDropCriterionConfig, task):
         super().__init__(task, cfg, cfg.addrop_attention, cfg.addrop_layers,
@@ -153,31 +113,11 @@ class ADDropCriterion(SiteCriterion):
 
     def attribute(self, model, sample, selected):
         """One attribution tensor [B, H, T, S] per site (None where the site did not run in
-        pass 1), or None for a random region (RD)."""
-        labels = None
-        use_gold = self.cfg.addrop_labels == "gold"
-
-        def forward(replacements=None, point="attended", repeat=1):
-            nonlocal labels
-            batch = sample if repeat == 1 else tile_sample(sample, repeat)
-            with sites.recording(selected, replacements, point) as rec:
-                prediction = self.task_kind.predict(model, batch)
-            if labels is None:  # the first (unscaled, untiled) pass fixes the labels
-                labels = self.task_kind.labels(prediction, gold=use_gold)
-            tiled = labels if repeat == 1 else labels.repeat(repeat, *[1] * (labels.dim() - 1))
-            return self.task_kind.target(prediction, tiled), rec.result()
-
-        result = self.method(forward, steps=self.cfg.addrop_ig_steps, grad=self.grad,
-                             batch=self.cfg.addrop_ig_batch)
-        if result is None:
-            return None
-        result = list(result)
-        if len(result) != len(selected):
-            raise RuntimeError(
-                f"attribution method {self.cfg.addrop_attribution!r} returned {len(result)} "
-                f"tensors for {len(selected)} attention maps"
-            )
-        return result
+        pass 1), or None for a random region (RD): :func:`addrop_fairseq.step.attribute`."""
+        cfg = self.cfg
+        return step.attribute(self.method, self.task_kind, model, sample, selected, tile=tile_sample,
+                              gold=cfg.addrop_labels == "gold", steps=cfg.addrop_ig_steps,
+                              ig_batch=cfg.addrop_ig_batch, grad=self.grad, name=cfg.addrop_attribution)
 
     # ------------------------------------------------------------------ metrics
 

@@ -11,7 +11,7 @@ You Need"), the learned attention dropout, next to AD-DROP on the same models.
   and restores. Under ``--update-freq k`` A-Net accumulates its gradients over the k
   micro-batches and steps once, when fairseq steps D-Net (the task's ``optimizer_step``,
   :mod:`addrop_fairseq.training_hooks`): one A-Net update per D-Net update.
-* G-Net (generator, :class:`addrop_fairseq.attendout.GNet`) samples the masks; it has its own
+* G-Net (generator, :class:`addrop_fairseq.attendout_maths.GNet`) samples the masks; it has its own
   Adam (``--attendout-g-lr``) and is updated every ``--attendout-steps`` T updates (optimizer
   updates, not micro-batches; a dropout step, run at the start of the update after the T-th,
   before its first forward pass, so D-Net's parameters never change under a half-accumulated
@@ -41,10 +41,10 @@ from fairseq import optim, utils
 from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 
-from .. import attendout as ao
-from .. import masks, sites, task_kinds
-from . import attention_sites as opts
-from .attention_sites import SiteCriterion, StockLossConfig, unwrap
+from .. import attendout_maths as ao
+from .. import sites, task_kinds
+from .. import options as opts
+from .site_criterion import SiteCriterion, StockLossConfig, unwrap
 
 
 @dataclass
@@ -198,7 +198,7 @@ class AttendOutCriterion(SiteCriterion):
         rates = torch.stack([torch.sigmoid(lg)[valid_sq].mean() for lg in logits]).tolist()  # one host sync
 
         def edit(i, scores, valid):
-            return masks.remove_scores(scores, valid, drops[i][:, None] & valid)
+            return ao.remove_scores(scores, valid, drops[i][:, None] & valid)
 
         # A-Net's gradient, on its own graph (fairseq's optimizer never sees its parameters),
         # accumulated over the update's micro-batches; end_update steps it

@@ -25,9 +25,9 @@ from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from .. import masks, sites, task_kinds
-from . import attention_sites as opts
-from .attention_sites import SiteCriterion, StockLossConfig
+from .. import attendout_maths, sites, task_kinds
+from .. import options as opts
+from .site_criterion import SiteCriterion, StockLossConfig
 
 MODES = ["scores-dropout", "layerdrop", "scheduled"]
 
@@ -90,7 +90,7 @@ class AttentionRegularizerCriterion(SiteCriterion):
         if self.mode != "scheduled":
             return [self.p] * n_sites
         slopes = self.slopes * n_sites if len(self.slopes) == 1 else self.slopes
-        return [masks.scheduled_rate(self.p, slopes[i], self.num_updates) for i in range(n_sites)]
+        return [attendout_maths.scheduled_rate(self.p, slopes[i], self.num_updates) for i in range(n_sites)]
 
     def forward(self, model, sample, reduce=True):
         if not model.training:
@@ -107,8 +107,8 @@ class AttentionRegularizerCriterion(SiteCriterion):
                 if not skip[i]:
                     return scores
                 counts["dropped"] = counts["dropped"] + valid.sum()
-                return masks.uniform_rows(scores, valid, torch.ones_like(valid[..., :1]))
-            out, drop = masks.scores_dropout(scores, valid, rates[i])
+                return attendout_maths.uniform_rows(scores, valid, torch.ones_like(valid[..., :1]))
+            out, drop = attendout_maths.scores_dropout(scores, valid, rates[i])
             counts["dropped"] = counts["dropped"] + drop.sum()
             return out
 

@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..sites import KINDS, STATE, AttentionSite, SiteState, select_from, state
+from ..sites import ATTENTION_KINDS, STATE, AttentionSite, SiteState, select_from, state
 from . import _compat
 
 NAME = "addrop"
@@ -242,7 +242,7 @@ def discover(hf_model: nn.Module, run, encoder: Optional[nn.Module] = None, src_
     names = {id(m): n for n, m in hf_model.named_modules()}
     in_encoder = {id(m) for m in encoder.modules()} if encoder is not None else None
     stock = stock_implementation(hf_model)
-    sites, seen, count = [], set(), {k: 0 for k in KINDS}
+    sites, seen, count = [], set(), {k: 0 for k in ATTENTION_KINDS}
     for module, q_len, kv_len in calls:
         if id(module) in seen:
             raise ValueError(

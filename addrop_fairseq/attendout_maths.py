@@ -1,4 +1,6 @@
-"""AttendOut's maths ("Not All Attention Is All You Need", Section 4), pure torch.
+"""AttendOut's maths ("Not All Attention Is All You Need"), pure torch: its game (Section 4)
+and the attention-score operations of its Sections 3.2 and 7 (scores dropout, uniform rows,
+the scheduled rate), which the cheap regularizers (``--criterion attention_regularizer``) use.
 
 The generator (G-Net) reads the input tokens and, for each of the n attention layers it
 attacks, gives one drop logit per attention element; keep/drop actions are sampled with
@@ -17,10 +19,12 @@ Choices the paper leaves open (stated here, where they are made):
   map (its 1 / (n l^2) normalisation, padding excluded).
 """
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from .masks import check_rate, drop_fill_value
 
 
 class GNet(nn.Module):
@@ -111,3 +115,40 @@ def attacker_probability(score_attacker: float, score_defender: float, temperatu
     D-Net): a softmax over the two scores, so the better one is likelier."""
     z = (score_attacker - score_defender) / temperature
     return 1.0 / (1.0 + math.exp(-z))
+
+
+# ---------------------------------------------------------------------------- attention-score operations
+# (Sections 3.2 and 7: AttendOut's masks, and the cheap regularizers next to AD-DROP in the studies)
+
+
+def uniform_rows(scores: Tensor, valid: Tensor, rows: Tensor) -> Tensor:
+    """Eq. 4 of AttendOut on the rows ``rows`` ([..., T, 1] bool): every valid key scores 0,
+    so the softmax is exactly 1/n over the row's valid keys; invalid keys (padding, future
+    positions) keep the score the model gave them (masked, or masked afterwards by fairseq)."""
+    return torch.where(rows & valid, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)
+
+
+def scores_dropout(scores: Tensor, valid: Tensor, p: float,
+                   generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """Eq. 3: each valid key's pre-softmax score is removed with probability p (the dtype's
+    minimum, so exp() of it is 0); a row that loses all its valid keys attends uniformly to
+    them (Eq. 4: softmax of an all -inf row is the constant 1/n). Returns (scores, drop)."""
+    check_rate("p", p)
+    valid = valid.expand_as(scores).bool()
+    drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)
+    return remove_scores(scores, valid, drop), drop
+
+
+def remove_scores(scores: Tensor, valid: Tensor, drop: Tensor) -> Tensor:
+    """Eq. 3 for a given ``drop`` (a subset of ``valid``): removed keys get the dtype's minimum,
+    and a row that loses all its valid keys attends uniformly to them (Eq. 4)."""
+    valid = valid.expand_as(scores).bool()
+    out = scores.masked_fill(drop, drop_fill_value(scores.dtype))
+    emptied = ((drop == valid).all(dim=-1, keepdim=True)) & valid.any(dim=-1, keepdim=True)
+    return uniform_rows(out, valid, emptied)
+
+
+def scheduled_rate(start: float, slope: float, update: int, per: int = 1000) -> float:
+    """AttendOut Section 7.2's scheduled Bernoulli rate: ``start + slope * update / per``,
+    clipped to [0, 1] (piece-wise linear)."""
+    return min(1.0, max(0.0, start + slope * update / per))

@@ -13,7 +13,8 @@ from fairseq.criterions import FairseqCriterion
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterionConfig
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig
 
-from .. import attribution, fairseq_seam, masks, sites, task_kinds
+from .. import fairseq_seam, sites, task_kinds
+from ..options import flag_of, parse_kinds, parse_layers
 from ..training_hooks import Follower, follow_training
 
 
@@ -44,71 +45,6 @@ def refuse_activation_checkpointing(model, criterion: str = "addrop_ce") -> None
             "gradient checkpointing): checkpointed layers are recomputed in the backward pass without "
             "the attention masks. Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size."
         )
-
-
-def parse_kinds(spec: str, flag: str = "--addrop-attention") -> Optional[List[str]]:
-    """"auto" -> None, "encoder-self,decoder-self" -> the list."""
-    if spec.strip() == "auto":
-        return None
-    kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in sites.KINDS]
-    if bad or not kinds:
-        raise ValueError(f"{flag}: unknown kind(s) {bad or spec!r}; choose from auto or {sites.KINDS}")
-    return kinds
-
-
-def parse_layers(spec: str, flag: str = "--addrop-layers") -> Optional[List[int]]:
-    """"all" -> None, "0,2,5" -> [0, 2, 5]."""
-    spec = str(spec).strip()
-    if spec == "all":
-        return None
-    try:
-        layers = sorted({int(x) for x in spec.split(",") if x.strip() != ""})
-    except ValueError:
-        raise ValueError(f"{flag} must be 'all' or comma-separated integers, got {spec!r}") from None
-    if not layers or layers[0] < 0:
-        raise ValueError(f"{flag} must be 'all' or non-negative integers, got {spec!r}")
-    return layers
-
-
-# ---------------------------------------------------------------------------- option checks
-# check(flag, value): a ValueError whose message names the flag, or nothing
-
-
-def flag_of(name: str) -> str:
-    """The command-line flag of a config field, as fairseq spells it (addrop_p -> --addrop-p)."""
-    return "--" + name.replace("_", "-")
-
-
-def check_rate(flag, value):
-    masks.check_rate(flag, value)
-
-
-def at_least(minimum):
-    def check(flag, value):
-        if value < minimum:
-            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
-    return check
-
-
-def positive(flag, value):
-    if not value > 0:
-        raise ValueError(f"{flag} must be > 0, got {value}")
-
-
-def check_kinds(flag, value):
-    parse_kinds(value, flag)
-
-
-def check_layers(flag, value):
-    parse_layers(value, flag)
-
-
-def check_attribution(flag, value):
-    try:
-        attribution.get_attribution(value)
-    except ValueError as e:
-        raise ValueError(f"{flag}: {e}") from None
 
 
 def checked_type(convert, check: Callable, flag: str):
@@ -214,6 +150,4 @@ class SiteCriterion(FairseqCriterion, Follower):
         return True
 
 
-__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "parse_kinds", "parse_layers",
-           "flag_of", "checked_type", "check_rate", "at_least", "positive", "check_kinds", "check_layers",
-           "check_attribution"]
+__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "checked_type"]
