@@ -178,3 +178,34 @@ def plot_rates(accuracy: Dict[tuple, Optional[float]], path: Path, ft: Optional[
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def band(curves: List[List[Tuple[int, float]]]) -> Tuple[List[int], List[float], List[float], List[float]]:
+    """Per epoch: (epochs, mean, low, high) over the runs' (epoch, value) curves that reach it."""
+    by_epoch: Dict[int, List[float]] = {}
+    for curve in curves:
+        for e, v in curve:
+            by_epoch.setdefault(e, []).append(v)
+    es = sorted(by_epoch)
+    return (es, [statistics.mean(by_epoch[e]) for e in es], [min(by_epoch[e]) for e in es],
+            [max(by_epoch[e]) for e in es])
+
+
+def plot_protocol_curves(data: Dict[str, Dict[str, Dict[str, List[List[Tuple[int, float]]]]]], path: Path) -> None:
+    """One row per task, one panel per quantity (train loss, dev loss, dev score): FT vs
+    AD-DROP per epoch, mean and band. ``data[task][method][quantity]``: one curve per run."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(data), 3, figsize=(11, 3.2 * len(data)), squeeze=False)
+    for row, (task, by_method) in zip(axes, data.items()):
+        quantities = list(next(iter(by_method.values())))
+        for ax, quantity in zip(row, quantities):
+            for method, curves in by_method.items():
+                es, mean, lo, hi = band(curves[quantity])
+                ax.plot(es, mean, color=METHOD_COLORS[method], label=SHORT_NAMES.get(method, "FT"), marker="o",
+                        markersize=3)
+                ax.fill_between(es, lo, hi, color=METHOD_COLORS[method], alpha=0.15, linewidth=0)
+            ax.set_title(f"{TASKS[task].name}: {quantity}", fontsize=10)
+            ax.set_xlabel("epoch")
+        row[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -18,7 +18,9 @@ README_END = "<!-- experiments:end -->"
 def block(done: Dict[str, Section]) -> List[str]:
     """The README's "Does it work?" numbers: the glue headline table, one line per task family and
     closer look, the prior figure, the cost line."""
-    lines = glue_table(done["glue"])
+    protocol = done["protocol"]
+    lines = protocol_lines(protocol)
+    lines += glue_table(done["glue"])
     # one line per task family first (NER, translation), then classification's closer looks
     ner = family_line(done["ner"], "NER (CoNLL-2003, seqeval entity F1)", peers_extra, "ner")
     lines += ner + (done["ner"].regularizer_lines if ner else [])
@@ -29,7 +31,7 @@ def block(done: Dict[str, Section]) -> List[str]:
     lines += family_line(confirm, f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds" + (
         f" (the setting was one of {confirm.settings_text()})" if confirm.settings else ""), dev_loss_extra, "epochs_confirm")
     lines += confirm_lines(done["confirm"])
-    lines += sensitivity_lines(done["sensitivity"], done["recommend"])
+    lines += sensitivity_lines(done["sensitivity"], done["recommend"], protocol_recommends=bool(recommendations(protocol)))
     lines += ablation_lines(done["ablation"])
     lines += prior_lines(done["prior"])
     lines += cost_lines(done["cost"])
@@ -141,7 +143,7 @@ def confirm_lines(confirm) -> List[str]:
     return lines
 
 
-def sensitivity_lines(sensitivity, recommend) -> List[str]:
+def sensitivity_lines(sensitivity, recommend, protocol_recommends: bool = False) -> List[str]:
     if not sensitivity.runs:
         return []
     so_far = f", so far {sensitivity.runs} of {sensitivity.planned} runs" if sensitivity.runs < sensitivity.planned else ""
@@ -153,9 +155,34 @@ def sensitivity_lines(sensitivity, recommend) -> List[str]:
     lines = [f"Sensitivity to p and q{so_far} (difference to FT's mean, scaled to [-1, 1]), with and without "
              "cross-tuning" + (f"; one seed per cell: {'; '.join(paired)}" if paired else "") + ":", ""]
     lines += [f"![sensitivity](experiments/figures/sensitivity_{t}.png)" for t in sensitivity.tasks] + [""]
-    for x in recommend.sentences:
-        lines += [f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {x}", ""]
+    if not protocol_recommends:  # the protocol study's recommendation leads once it has one
+        for x in recommend.sentences:
+            lines += [f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {x}", ""]
     return lines
+
+
+def recommendations(protocol) -> List[str]:
+    return [r for t in protocol.tasks.values() if (r := protocol.recommendation(t))]
+
+
+def protocol_lines(protocol) -> List[str]:
+    """The protocol study first: the closest to the paper (its recipe, a search per method,
+    early stopping), judged on fresh seeds."""
+    from .sections.protocol import paper_style_sentence, verdict_sentence
+
+    if not protocol.tasks:
+        return []
+    lines = ["**The paper's protocol at CPU scale** (MiniLM, 1000 training examples; the reference code's "
+             "recipe, early stopping; FT's learning rate and AD-DROP's p, q each searched with the same number of "
+             f"tries, then judged on fresh seeds {', '.join(map(str, studies.CONFIRM_SEEDS))}; "
+             "[RESULTS.md](experiments/RESULTS.md#protocol-the-papers-protocol-at-cpu-scale-judged-on-fresh-seeds)):", ""]
+    for t in protocol.tasks.values():
+        paper = paper_style_sentence(t)
+        lines += ["- " + verdict_sentence(t) + (f" Selection effect: {paper}" if paper else "")]
+    lines.append("")
+    for r in recommendations(protocol):
+        lines += [f"Recommended p, q (the protocol study): {r}.", ""]
+    return lines + ["**Fixed budget: 4 epochs, the paper's BERT p, q, not searched** (the earlier studies):", ""]
 
 
 def ablation_lines(ablation) -> List[str]:
