@@ -189,3 +189,37 @@ def test_report_section_judges_on_fresh_seeds_and_shows_the_selection_effect(tmp
     assert any("CoLA (mcc): AD-DROP at p = 0.3, q = 0.3 against FT" in x for x in lines)
     assert any(x.startswith("Recommended p, q (the protocol study): CoLA: no (p, q) has shown a gain") for x in lines)
     assert lines[-2].startswith("**Fixed budget: 4 epochs, the paper's BERT p, q, not searched**")
+
+
+def test_ood_section_pairs_in_distribution_and_ood_accuracy_per_seed(tmp_path):
+    """The ood section: per training set, in-distribution dev and OOD accuracy (overall, per gold
+    label, per HANS heuristic) for FT and AD-DROP, paired per seed, the paper's Table 6 beside it,
+    and the figure of both accuracies per run."""
+    from reporting.load import Data
+    from reporting.sections import ood as section
+
+    def hans(acc, ent):
+        return {"accuracy": acc, "n": 30000, "by_label": {"entailment": {"accuracy": ent, "n": 15000},
+                                                         "non-entailment": {"accuracy": 2 * acc - ent, "n": 15000}},
+                "by_group": {g: {"accuracy": acc + k, "n": 10000} for k, g in enumerate(section.HANS_GROUPS)},
+                "by_group_label": {f"{g}/{lab}": {"accuracy": acc, "n": 5000} for g in section.HANS_GROUPS
+                                   for lab in ("entailment", "non-entailment")}}
+
+    runs = []
+    for r in studies.ood(["mnli"], [1, 2, 3], {}, (5e-5, (0.3, 0.1))):
+        bump = 1.0 if r.method == "addrop" else 0.0
+        runs.append({"study": "ood", "task": r.task, "method": r.method, "seed": r.seed, "lr": r.lr,
+                     "meta": dict(r.meta), "best": {"epoch": 2, "score": 60.0 + r.seed + bump},
+                     "ood": {"hans": hans(50.0 + r.seed + 2 * bump * r.seed, 90.0)}})
+    out = section.build(Data(runs), "figures", {})
+    t = out.tasks["mnli"]
+    assert t.dev.diffs == [1.0, 1.0, 1.0] and t.overall.diffs == [2.0, 4.0, 6.0]
+    text = "\n".join(out.lines)
+    assert "| MNLI dev accuracy (in distribution) | 62.0 ± 1.0 | 63.0 ± 1.0 | 1.0 ± 0.0 | +1.0, +1.0, +1.0 | helps (p < 0.01) |" in text
+    assert "| HANS accuracy | 52.0 ± 1.0 | 56.0 ± 3.0 | 4.0 ± 2.0 | +2.0, +4.0, +6.0 | within noise (p = 0.074) |" in text
+    assert "| HANS gold entailment |" in text and "| HANS lexical overlap / non-entailment |" in text
+    assert "HANS FT 69.83, AD-DROP 70.49 (+0.66)" in text
+    assert "Setting: learning rate 5e-05, AD-DROP p = 0.3, q = 0.1 on all layers (protocol mrpc's choice)." in text
+    assert "MNLI -> HANS: MNLI dev accuracy (in distribution) FT 62.0 ± 1.0, AD-DROP Δ 1.0 ± 0.0 over 3 seeds: helps" in out.line(t)
+    out.figures[0].draw(tmp_path / "ood.png")
+    assert (tmp_path / "ood.png").stat().st_size > 10_000

@@ -209,3 +209,21 @@ def plot_protocol_curves(data: Dict[str, Dict[str, Dict[str, List[List[Tuple[int
         row[0].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_ood(data: Dict[str, Dict[str, List[Tuple[float, float]]]], path: Path) -> None:
+    """One panel per training set -> OOD set: each run's in-distribution dev accuracy (x) against
+    its OOD accuracy (y), FT and AD-DROP."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(data), figsize=(4.6 * len(data), 3.8), squeeze=False)
+    for ax, (title, by_method) in zip(axes[0], data.items()):
+        for method, pts in by_method.items():
+            if pts:
+                ax.scatter([x for x, _ in pts], [y for _, y in pts], color=METHOD_COLORS[method],
+                           label=SHORT_NAMES.get(method, "FT"), s=28)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("in-distribution dev accuracy")
+        ax.set_ylabel("OOD accuracy")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

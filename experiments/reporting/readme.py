@@ -20,6 +20,7 @@ def block(done: Dict[str, Section]) -> List[str]:
     closer look, the prior figure, the cost line."""
     protocol = done["protocol"]
     lines = protocol_lines(protocol)
+    lines += ood_lines(done["ood"])
     lines += glue_table(done["glue"])
     # one line per task family first (NER, translation), then classification's closer looks
     ner = family_line(done["ner"], "NER (CoNLL-2003, seqeval entity F1)", peers_extra, "ner")
@@ -159,6 +160,14 @@ def sensitivity_lines(sensitivity, recommend, protocol_recommends: bool = False)
         for x in recommend.sentences:
             lines += [f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {x}", ""]
     return lines
+
+
+def ood_lines(ood) -> List[str]:
+    if not ood.tasks:
+        return []
+    return ["Out of distribution (the paper's Section 4.6; trained on 1000 examples, scored once on the OOD set; "
+            "[RESULTS.md](experiments/RESULTS.md#ood-out-of-distribution-generalization-the-papers-section-46)): "
+            + "; ".join(ood.line(t) for t in ood.tasks.values()) + ".", ""]
 
 
 def recommendations(protocol) -> List[str]:

@@ -1,0 +1,160 @@
+"""Study ``ood``: the paper's Section 4.6 at CPU scale: trained on MNLI / QQP slices, scored once
+on HANS / PAWS-Wiki test (standing in for PAWS-X English test), FT against AD-DROP per seed."""
+import statistics
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Dict, List, Optional, Tuple
+
+import studies
+from stats import MIN_SEEDS_FOR_VERDICT, judged, mean_std, over_seeds, verdict
+from tasks import TASKS
+
+from .. import figures as plots
+from ..common import Figure, Section
+from ..load import Data
+
+STUDIES = ("ood",)
+FIGURE = "ood_accuracy.png"
+# the paper's Table 6 (RoBERTa-base, trained on the full MNLI / QQP; PAWS-X English test_2k)
+PAPER = {"hans": (69.83, 70.49), "paws": (47.90, 51.25)}
+OOD_NAMES = {"hans": "HANS (30,000 pairs)", "paws": "PAWS-Wiki test (8,000 pairs; standing in for PAWS-X English test)"}
+HANS_GROUPS = ("lexical_overlap", "subsequence", "constituent")
+
+
+@dataclass
+class Measure:
+    """One score of FT and AD-DROP per seed, and AD-DROP's paired differences to FT."""
+
+    name: str
+    ft: Dict[int, float]
+    addrop: Dict[int, float]
+
+    @property
+    def seeds(self) -> List[int]:
+        return sorted(set(self.ft) & set(self.addrop))
+
+    @property
+    def diffs(self) -> List[float]:
+        return [self.addrop[s] - self.ft[s] for s in self.seeds]
+
+    def row(self) -> str:
+        d = self.diffs
+        return (f"| {self.name} | {mean_std(list(self.ft.values()))} | {mean_std(list(self.addrop.values()))} | "
+                f"{mean_std(d) if d else '–'} | {', '.join(f'{x:+.1f}' for x in d)} | {judged(d) if d else '–'} |")
+
+
+@dataclass
+class TaskResult:
+    task: str
+    ood: str  # the OOD set's name (hans, paws)
+    measures: List[Measure]  # in-distribution dev first, then the OOD set overall, then its breakdowns
+    choice: str  # the setting's words (rate, p, q, where chosen)
+
+    @property
+    def dev(self) -> Measure:
+        return self.measures[0]
+
+    @property
+    def overall(self) -> Measure:
+        return self.measures[1]
+
+
+@dataclass
+class Ood(Section):
+    tasks: Dict[str, TaskResult] = field(default_factory=dict)
+
+    def line(self, t: TaskResult) -> str:
+        """The README's words for one training set: in-distribution and OOD Δ, verdicts, the paper's."""
+        def part(m: Measure) -> str:
+            d = m.diffs
+            if not d:
+                return f"{m.name}: no pair yet"
+            v = f": {verdict(d)}" if len(d) >= MIN_SEEDS_FOR_VERDICT else ""
+            return f"{m.name} FT {mean_std(list(m.ft.values()))}, AD-DROP Δ {mean_std(d)} {over_seeds(len(d))}{v}"
+        ft, ad = PAPER[t.ood]
+        return (f"{TASKS[t.task].name} -> {t.ood.upper()}: {part(t.dev)}; {part(t.overall)} (the paper's "
+                f"RoBERTa-base, full training set: {ft:.2f} -> {ad:.2f}, {ad - ft:+.2f})")
+
+
+def scores(runs: List[dict], key) -> Dict[int, float]:
+    return {r["seed"]: v for r in runs if (v := key(r)) is not None}
+
+
+def task_result(task: str, runs: List[dict]) -> TaskResult:
+    by = {m: [r for r in runs if r["task"] == task and r["method"] == m] for m in ("ft", "addrop")}
+    ood = TASKS[task].ood[0].name
+
+    def measure(name, key):
+        return Measure(name, scores(by["ft"], key), scores(by["addrop"], key))
+
+    def ood_key(*path):
+        def get(r):
+            x = r.get("ood", {}).get(ood)
+            for k in path:
+                x = None if x is None else x.get(k)
+            return x
+        return get
+
+    measures = [measure(f"{TASKS[task].name} dev accuracy (in distribution)", lambda r: r["best"]["score"]),
+                measure(f"{ood.upper()} accuracy", ood_key("accuracy"))]
+    sample = next((r["ood"][ood] for r in by["ft"] + by["addrop"] if ood in r.get("ood", {})), None)
+    if sample:
+        for label in sorted(sample.get("by_label", {})):
+            measures.append(measure(f"{ood.upper()} gold {label}", ood_key("by_label", label, "accuracy")))
+        for group in [g for g in HANS_GROUPS if g in sample.get("by_group", {})]:
+            measures.append(measure(f"{ood.upper()} {group.replace('_', ' ')}", ood_key("by_group", group, "accuracy")))
+            for label in sorted(sample.get("by_label", {})):
+                measures.append(measure(f"{ood.upper()} {group.replace('_', ' ')} / {label}",
+                                        ood_key("by_group_label", f"{group}/{label}", "accuracy")))
+    meta = next((r for r in by["addrop"]), None)
+    lr = meta["lr"] if meta else None
+    choice = (f"learning rate {lr:g}, AD-DROP p = {meta['meta']['p']}, q = {meta['meta']['q']} on all layers "
+              f"({meta['meta'].get('chosen_on', '?')}'s choice)") if meta else "–"
+    return TaskResult(task, ood, measures, choice)
+
+
+def points(t: TaskResult) -> Dict[str, List[Tuple[float, float]]]:
+    """Per method: (in-distribution dev accuracy, OOD accuracy) per seed (the figure's data)."""
+    out = {}
+    for m, attr in (("ft", "ft"), ("addrop", "addrop")):
+        dev, ood = getattr(t.dev, attr), getattr(t.overall, attr)
+        out[m] = [(dev[s], ood[s]) for s in sorted(set(dev) & set(ood))]
+    return out
+
+
+def build(data: Data, rel: str, done: dict) -> Ood:
+    runs = data.study(*STUDIES)
+    out = Ood()
+    if not runs:
+        return out
+    order = [t for t in studies.OOD_TASKS if any(r["task"] == t for r in runs)]
+    out.tasks = {t: task_result(t, runs) for t in order}
+    lines = ["## ood: out-of-distribution generalization (the paper's Section 4.6)", "",
+             f"MiniLM fine-tuned on {studies.OOD_TRAIN_SIZE} examples of a GLUE training set (the slices in "
+             "`../shared/data/mnli`, `qqp`; their own 1000-row dev slices, disjoint from training, are the "
+             "in-distribution dev sets) with the protocol study's recipe and early stopping on that dev set; the best "
+             "dev checkpoint of each run is then scored once with `addrop-evaluate` on the OOD set: MNLI -> HANS "
+             "(MNLI's neutral and contradiction both count as non-entailment, as in HANS's own evaluation), QQP -> "
+             "PAWS-Wiki's labeled test (PAWS-X English test_2k, the paper's set, is not reachable here; PAWS-Wiki "
+             "test stands in). Nothing is chosen on an OOD set: learning rate and p, q are the protocol study's "
+             f"choice for {TASKS[studies.OOD_CHOICE_FROM].name}. Δ = AD-DROP minus FT, same seed; verdict: paired "
+             "t-test, 5%, two-sided.", ""]
+    for t in out.tasks.values():
+        lines += [f"### {TASKS[t.task].name} -> {OOD_NAMES[t.ood]}", "", f"Setting: {t.choice}.", "",
+                  "| measure | FT | AD-DROP | Δ | per-seed Δ | verdict |", "|---|---|---|---|---|---|"]
+        lines += [m.row() for m in t.measures] + [""]
+        ft, ad = PAPER[t.ood]
+        lines += [f"The paper's Table 6 (RoBERTa-base trained on the whole training set; PAWS-X English test_2k for "
+                  f"PAWS): {t.ood.upper()} FT {ft:.2f}, AD-DROP {ad:.2f} ({ad - ft:+.2f}). Not comparable in level "
+                  "(another model, 1000 training examples here, another PAWS test set); the sign is what is compared.", ""]
+        d = t.overall.diffs
+        if len(d) >= MIN_SEEDS_FOR_VERDICT:
+            lines += [f"In words: on {t.ood.upper()} AD-DROP is {verdict(d)} against FT (mean Δ {statistics.mean(d):+.2f} "
+                      f"{over_seeds(len(d))}); in distribution it is {verdict(t.dev.diffs) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else 'not yet judged'}.", ""]
+    data_for_plot = {TASKS[t.task].name + " -> " + t.ood.upper(): points(t) for t in out.tasks.values()}
+    if any(p for pts in data_for_plot.values() for p in pts.values()):
+        out.figures = [Figure(FIGURE, partial(plots.plot_ood, data_for_plot))]
+        lines += [f"![in-distribution vs OOD accuracy per seed]({rel}/{FIGURE})", "",
+                  "Each point is one run (seed): its best in-distribution dev accuracy against its OOD accuracy.", ""]
+    out.lines = lines
+    return out
