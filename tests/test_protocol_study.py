@@ -223,3 +223,30 @@ def test_ood_section_pairs_in_distribution_and_ood_accuracy_per_seed(tmp_path):
     assert "MNLI -> HANS: MNLI dev accuracy (in distribution) FT 62.0 ± 1.0, AD-DROP Δ 1.0 ± 0.0 over 3 seeds: helps" in out.line(t)
     out.figures[0].draw(tmp_path / "ood.png")
     assert (tmp_path / "ood.png").stat().st_size > 10_000
+
+
+def test_hf_trainer_section_sets_the_trainer_cell_beside_the_fairseq_runs():
+    """The Trainer's runs of a glue cell against the fairseq CLI's: per method the difference of
+    means and a Welch test (the seeds are not the same runs), and each front end's paired verdict."""
+    from reporting.load import Data
+    from reporting.sections import hf_trainer as section
+
+    def r(study, method, seed, score):
+        return {"study": study, "task": "mrpc", "method": method, "seed": seed, "metric": "f1",
+                "best": {"epoch": 3, "score": score}}
+
+    runs = [r("hf_trainer", "ft", s, 85.0 + s) for s in (1, 2, 3)] + [r("hf_trainer", "addrop", s, 82.0 + s) for s in (1, 2, 3)]
+    runs += [r("glue", "ft", s, 84.5 + s) for s in (1, 2, 3)] + [r("glue", "addrop", s, 82.5 + s * 1.1) for s in (1, 2, 3)]
+    runs += [r("glue", "rd", 1, 50.0)]  # another method of the cell: not compared
+    out = section.build(Data(runs), "figures", {})
+    a = out.agreements["mrpc"]
+    gap, p = a.gap("ft")
+    from scipy.stats import ttest_ind
+
+    reference = ttest_ind([86.0, 87.0, 88.0], [85.5, 86.5, 87.5], equal_var=False).pvalue
+    assert gap == pytest.approx(0.5) and p == pytest.approx(reference)
+    assert a.diffs("trainer") == [-3.0, -3.0, -3.0]
+    text = "\n".join(out.lines)
+    assert "| MRPC (f1) | FT | 86.0, 87.0, 88.0 | 87.0 ± 1.0 | 86.5 ± 1.0 | +0.5 | within seed noise (p = 0.57) |" in text
+    assert "reach the same verdict" in text
+    assert "Trainer minus fairseq CLI over seeds 1, 2, 3: FT +0.5, within seed noise (Welch p = 0.57)" in out.sentence(a)

@@ -22,6 +22,8 @@ def block(done: Dict[str, Section]) -> List[str]:
     lines = protocol_lines(protocol)
     lines += ood_lines(done["ood"])
     lines += glue_table(done["glue"])
+    lines += [f"The same cell through HuggingFace's Trainer (`ADDropTrainer`; [RESULTS.md](experiments/RESULTS.md#hf_trainer-the-same-cell-through-huggingfaces-trainer)): {done['hf_trainer'].sentence(a)}.\n"
+              for a in done["hf_trainer"].agreements.values()]
     # one line per task family first (NER, translation), then classification's closer looks
     ner = family_line(done["ner"], "NER (CoNLL-2003, seqeval entity F1)", peers_extra, "ner")
     lines += ner + (done["ner"].regularizer_lines if ner else [])
