@@ -64,8 +64,8 @@ class HFTrainer(Section):
         d_t, d_f = a.diffs("trainer"), a.diffs("fairseq")
         return (f"{TASKS[a.task].name} ({a.metric}), Trainer minus fairseq CLI over seeds "
                 f"{', '.join(map(str, sorted(a.scores['trainer'].get('ft', {}))))}: " + "; ".join(parts)
-                + f". AD-DROP against FT, paired per seed: Trainer {mean_std(d_t)} ({judged(d_t) if d_t else '–'}), "
-                f"fairseq CLI {mean_std(d_f)} ({judged(d_f) if d_f else '–'})")
+                + f". AD-DROP against FT, paired per seed: Trainer {mean_std(d_t)}, {judged(d_t) if d_t else '–'}; "
+                f"fairseq CLI {mean_std(d_f)}, {judged(d_f) if d_f else '–'}")
 
 
 def build(data: Data, rel: str, done: dict) -> HFTrainer:
