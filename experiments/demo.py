@@ -37,16 +37,15 @@ def summary(task: str, live: dict, fresh: dict) -> list:
     seeds = sorted(set(fresh["ft"]) & set(fresh["addrop"]))
     diffs = [fresh["addrop"][s]["best"]["score"] - fresh["ft"][s]["best"]["score"] for s in seeds]
     d_live = live["addrop"]["best"]["score"] - live["ft"]["best"]["score"]
-    out = [f"{name} dev {metric}, best epoch (early stopping):",
-           f"  {'':<34}{'FT':>10}{'AD-DROP':>10}{'Δ':>9}",
-           f"  {'live, seed ' + str(live['ft']['seed']):<34}{live['ft']['best']['score']:>10.1f}"
-           f"{live['addrop']['best']['score']:>10.1f}{d_live:>+9.1f}"]
+    row = "  {:<40} {:>12} {:>12} {:>12}".format
+    out = [f"{name} dev {metric}, best epoch (early stopping):", row("", "FT", "AD-DROP", "Δ"),
+           row(f"live, seed {live['ft']['seed']}", f"{live['ft']['best']['score']:.1f}",
+               f"{live['addrop']['best']['score']:.1f}", f"{d_live:+.1f}")]
     if not seeds:
         return out + ["  (no stored fresh-seed pairs yet: run `python experiments/run.py protocol`)"]
     ft = [fresh["ft"][s]["best"]["score"] for s in seeds]
     ad = [fresh["addrop"][s]["best"]["score"] for s in seeds]
-    out.append(f"  {'stored, seeds ' + ','.join(map(str, seeds)) + ' (mean ± std)':<34}{mean_std(ft):>10}"
-               f"{mean_std(ad):>10}{mean_std(diffs):>9}")
+    out.append(row(f"stored, seeds {','.join(map(str, seeds))} (mean ± std)", mean_std(ft), mean_std(ad), mean_std(diffs)))
     lo, hi = min(diffs), max(diffs)
     inside = lo <= d_live <= hi
     out.append(f"The live pair's Δ {d_live:+.1f} falls {'within' if inside else 'outside'} the stored seeds' "

@@ -1,6 +1,6 @@
 """WMT16 translation for the studies: the newsdev2016 pairs of ``../shared/data`` (the WMT16
 training corpora are not on these machines) split into contiguous train / valid / test blocks
-as ``scripts/demo.sh`` does, normalised (NFC; Romanian comma-below) except the test references,
+as ``scripts/wmt16_demo.sh`` does, normalised (NFC; Romanian comma-below) except the test references,
 a joint sentencepiece model, ``fairseq-preprocess --joined-dictionary``; a small transformer
 trained from scratch (the demo preset's 2+2 layers, d = 128). After training, the best (valid
 loss) and last checkpoints translate the test block (beam 4) and sacrebleu scores them against

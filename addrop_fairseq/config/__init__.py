@@ -2,7 +2,7 @@
 
     addrop_fairseq/config/wmt16/{en_ro,tr_en}.yaml            full-size translation (GPU)
     addrop_fairseq/config/wmt16/{en_ro,tr_en}_smoke.yaml      the scripts' --smoke CPU size
-    addrop_fairseq/config/wmt16/en_ro_demo.yaml               scripts/demo.sh's size
+    addrop_fairseq/config/wmt16/en_ro_demo.yaml               scripts/wmt16_demo.sh's size
     addrop_fairseq/config/conll2003/{ner,ner_smoke}.yaml      CoNLL-2003 NER, transformer_tagger
     addrop_fairseq/config/glue/{rte,mrpc,cola,stsb,sst2}.yaml MiniLM, the paper's Table 11 p, q, layers
 
