@@ -250,3 +250,24 @@ def test_hf_trainer_section_sets_the_trainer_cell_beside_the_fairseq_runs():
     assert "| MRPC (f1) | FT | 86.0, 87.0, 88.0 | 87.0 ± 1.0 | 86.5 ± 1.0 | +0.5 | within seed noise (p = 0.57) |" in text
     assert "reach the same verdict" in text
     assert "Trainer minus fairseq CLI over seeds 1, 2, 3: FT +0.5, within seed noise (Welch p = 0.57)" in out.sentence(a)
+
+
+def test_report_section_shows_a_task_run_with_tasks_after_the_studys_own(tmp_path):
+    """STS-B, the issue's optional third task, runs with ``--tasks stsb``: its search shows in the
+    section after the study's own tasks (it was dropped when the section listed only those)."""
+    from reporting.load import Data
+    from reporting.sections import protocol as section
+
+    done = []
+    for task, metric in (("stsb", "pearson"), ("cola", "mcc")):
+        for r in plan([], tasks=(task,)):
+            if r.method == "ft_lr5e-05" and r.seed == 1:
+                d = done_run(r, 80.0)
+                d.update(study="protocol", metric=metric, last={"epoch": 3, "score": 79.0},
+                         epochs=[{"epoch": 1, "train_loss": 1.0, "valid_loss": 0.5, f"valid_{metric}": 80.0}])
+                done.append(d)
+    out = section.build(Data(done), "figures", {})
+    assert list(out.tasks) == ["cola", "stsb"]
+    text = "\n".join(out.lines)
+    assert text.index("### CoLA (mcc)") < text.index("### STS-B (pearson)")
+    assert "max length CoLA 47, STS-B 100" in text

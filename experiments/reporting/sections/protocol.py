@@ -10,7 +10,7 @@ from stats import MIN_SEEDS_FOR_VERDICT, mean_std, over_seeds, p_text, verdict
 from tasks import TASKS
 
 from .. import figures as plots
-from ..common import Figure, Section, dev_losses
+from ..common import GLUE_ORDER, Figure, Section, dev_losses
 from ..load import Data
 
 STUDIES = ("protocol",)
@@ -183,7 +183,9 @@ def build(data: Data, rel: str, done: dict) -> Protocol:
     out = Protocol()
     if not runs:
         return out
-    order = [t for t in studies.PROTOCOL_TASKS if any(r["task"] == t for r in runs)]
+    present = {r["task"] for r in runs}  # the study's tasks first, then any run with --tasks (e.g. STS-B)
+    order = [t for t in (*studies.PROTOCOL_TASKS, *GLUE_ORDER) if t in present]
+    order = list(dict.fromkeys(order))
     out.tasks = {t: task_result(t, runs) for t in order}
     lines = ["## protocol: the paper's protocol at CPU scale, judged on fresh seeds", "",
              "MiniLM, 1000 training examples per task, whole dev sets. Recipe for every run (both methods), each "
