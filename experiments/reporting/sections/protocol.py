@@ -203,7 +203,8 @@ def build(data: Data, rel: str, done: dict) -> Protocol:
              f"x seeds {', '.join(map(str, studies.PROTOCOL_FT_SEEDS))}, chosen by mean; AD-DROP at FT's rate, "
              f"(p, q) in {{{', '.join(f'{x:g}' for x in studies.PROTOCOL_P)}}} x "
              f"{{{', '.join(f'{x:g}' for x in studies.PROTOCOL_Q)}}} on seed {studies.PROTOCOL_SEARCH_SEED} "
-             "(a winner at the grid's upper edge adds the cells beyond it, up to 0.9, once; ties, at the 0.1 to which "
+             "(a winner at the grid's upper edge adds the cells beyond it, up to 0.9, once; the lower edge, 0.1, is where the "
+             "paper's range starts, so nothing is added below it; ties, at the 0.1 to which "
              "fairseq logs the dev metric, go to the lower rate and to the first cell in grid order). Then both choices on "
              f"seeds {', '.join(map(str, studies.CONFIRM_SEEDS))}, which the search never saw: that is the verdict "
              "(paired t-test, 5%, two-sided). Cells: best-epoch dev score (best epoch / epochs run).", ""]
