@@ -18,7 +18,7 @@ from pathlib import Path
 
 import run as runner
 import studies
-from stats import mean_std, verdict
+from stats import in_plain_words, mean_std, verdict
 from tasks import TASKS
 
 HERE = Path(__file__).resolve().parent
@@ -51,11 +51,7 @@ def summary(task: str, live: dict, fresh: dict) -> list:
     out.append(f"The live pair's Δ {d_live:+.1f} falls {'within' if inside else 'outside'} the stored seeds' "
                f"range of Δ [{lo:+.1f}, {hi:+.1f}]" + ("." if inside else ": one seed's luck, or a machine difference "
                                                        "(the stored runs record theirs); the stored seeds are the evidence."))
-    v = verdict(diffs)
-    plain = {"helps": "AD-DROP helps on these seeds (paired t-test, 5%)",
-             "hurts": "AD-DROP hurts on these seeds (paired t-test, 5%)",
-             "within noise": "AD-DROP's difference to plain fine-tuning is within seed noise: no evidence it helps "
-                             "or hurts at this scale"}.get(v, v)
+    plain = in_plain_words(verdict(diffs))
     return out + [f"In plain words: {plain} (MiniLM, {live['ft']['data']['train']} CoLA training examples; "
                   f"mean Δ {statistics.mean(diffs):+.1f} over {len(diffs)} fresh seeds)."]
 

@@ -52,6 +52,14 @@ def verdict(diffs: List[float]) -> str:
     return "within noise"
 
 
+def in_plain_words(v: str) -> str:
+    """A verdict as the sentence a user reads (the demo, the README's lead)."""
+    return {"helps": "AD-DROP helps on these seeds (paired t-test, 5%)",
+            "hurts": "AD-DROP hurts on these seeds (paired t-test, 5%)",
+            "within noise": "AD-DROP's difference to plain fine-tuning is within seed noise: no evidence it helps "
+                            "or hurts at this scale"}.get(v, v)
+
+
 def p_text(diffs: List[float]) -> str:
     p = paired_p(diffs)
     if p is None:

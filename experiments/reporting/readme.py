@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import studies
-from stats import fmt, judged, mean_std, over_seeds, verdict
+from stats import fmt, in_plain_words, judged, mean_std, over_seeds, verdict
 from tasks import TASKS
 
 from .common import METHOD_NAMES, SHORT_NAMES, TASK_ORDER, Section, against_text, ahead
@@ -176,6 +176,25 @@ def recommendations(protocol) -> List[str]:
     return [r for t in protocol.tasks.values() if (r := protocol.recommendation(t))]
 
 
+def plain_words(protocol) -> List[str]:
+    """The protocol study's verdicts in one sentence, tasks with the same verdict together; tasks
+    still running are named as such (the lead of "Does it work?")."""
+    judged_tasks: Dict[str, List[str]] = defaultdict(list)
+    for t in protocol.tasks.values():
+        if t.complete and t.verdict:
+            judged_tasks[t.verdict].append(TASKS[t.task].name)
+    pending = [TASKS[t.task].name for t in protocol.tasks.values() if not t.complete]
+    if not judged_tasks:
+        return []
+    text = "; ".join(f"{' and '.join(names)}: {in_plain_words(v)}" for v, names in judged_tasks.items())
+    if "helps" not in judged_tasks:
+        text += (". On no task judged so far does AD-DROP beat plain fine-tuning given the same number of tries"
+                 if pending else ". On no task here does AD-DROP beat plain fine-tuning given the same number of tries")
+    if pending:
+        text += f" ({' and '.join(pending)} still running: see below)"
+    return [f"In plain words, on the fresh seeds: {text}.", ""]
+
+
 def protocol_lines(protocol) -> List[str]:
     """The protocol study first: the closest to the paper (its recipe, a search per method,
     early stopping), judged on fresh seeds."""
@@ -187,6 +206,7 @@ def protocol_lines(protocol) -> List[str]:
              "recipe, early stopping; FT's learning rate and AD-DROP's p, q each searched with the same number of "
              f"tries, then judged on fresh seeds {', '.join(map(str, studies.CONFIRM_SEEDS))}; "
              "[RESULTS.md](experiments/RESULTS.md#protocol-the-papers-protocol-at-cpu-scale-judged-on-fresh-seeds)):", ""]
+    lines += plain_words(protocol)
     for t in protocol.tasks.values():
         paper = paper_style_sentence(t)
         lines += ["- " + verdict_sentence(t) + (f" Selection effect: {paper}" if paper else "")]
