@@ -19,6 +19,7 @@ FIGURE = "ood_accuracy.png"
 PAPER = {"hans": (69.83, 70.49), "paws": (47.90, 51.25)}
 OOD_NAMES = {"hans": "HANS (30,000 pairs)", "paws": "PAWS-Wiki test (8,000 pairs; standing in for PAWS-X English test)"}
 HANS_GROUPS = ("lexical_overlap", "subsequence", "constituent")
+LABEL_NAMES = {"paws": {"0": "not paraphrase (0)", "1": "paraphrase (1)"}}  # PAWS's files give 0/1; HANS names its labels
 
 
 @dataclass
@@ -100,7 +101,8 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     sample = next((r["ood"][ood] for r in by["ft"] + by["addrop"] if ood in r.get("ood", {})), None)
     if sample:
         for label in sorted(sample.get("by_label", {})):
-            measures.append(measure(f"{ood.upper()} gold {label}", ood_key("by_label", label, "accuracy")))
+            name = LABEL_NAMES.get(ood, {}).get(label, label)
+            measures.append(measure(f"{ood.upper()} gold {name}", ood_key("by_label", label, "accuracy")))
         for group in [g for g in HANS_GROUPS if g in sample.get("by_group", {})]:
             measures.append(measure(f"{ood.upper()} {group.replace('_', ' ')}", ood_key("by_group", group, "accuracy")))
             for label in sorted(sample.get("by_label", {})):
