@@ -2,6 +2,7 @@
 seeds), its edge widening, its recipe's flags, and the ood study: waits for protocol's choice,
 runs through the real CLI at smoke size and scores the best checkpoint on HANS."""
 import json
+import statistics
 import subprocess
 import sys
 
@@ -274,3 +275,35 @@ def test_report_section_shows_a_task_run_with_tasks_after_the_studys_own(tmp_pat
     text = "\n".join(out.lines)
     assert text.index("### CoLA (mcc)") < text.index("### STS-B (pearson)")
     assert "max length CoLA 47, STS-B 100" in text
+
+
+def test_ood_section_separates_a_shift_in_the_predicted_label_from_telling_pairs_apart():
+    """PAWS-Wiki test is 55.8% "not paraphrase": a model that only predicts that label more often
+    gains raw accuracy without telling pairs apart any better. The section gives the floor, the
+    balanced accuracy (blind to the shift), the predicted share, and says so in words."""
+    from reporting.load import Data
+    from reporting.sections import ood as section
+
+    def paws(acc0, acc1):
+        right0, right1 = round(4464 * acc0 / 100), round(3536 * acc1 / 100)
+        return {"accuracy": 100 * (right0 + right1) / 8000, "n": 8000,
+                "by_label": {"0": {"accuracy": acc0, "n": 4464}, "1": {"accuracy": acc1, "n": 3536}},
+                "predicted": {"0": right0 + 3536 - right1, "1": right1 + 4464 - right0}}
+
+    runs = []
+    for r in studies.ood(["qqp"], [1, 2, 3], {}, (5e-5, (0.1, 0.1))):
+        scored = paws(90.0 + r.seed, 10.0) if r.method == "addrop" else paws(40.0, 60.0)
+        runs.append({"study": "ood", "task": r.task, "method": r.method, "seed": r.seed, "lr": r.lr,
+                     "meta": dict(r.meta), "best": {"epoch": 2, "score": 77.0}, "ood": {"paws": scored}})
+    out = section.build(Data(runs), "figures", {})
+    t = out.tasks["qqp"]
+    text = "\n".join(out.lines)
+    assert statistics.mean(t.overall.diffs) > 5  # raw accuracy "gains" from predicting "not paraphrase" more
+    assert "Floor: always predicting not paraphrase (0) scores 55.8: 4,464 of 8,000 pairs." in text
+    assert "| PAWS balanced accuracy (mean over gold labels) | 50.0 ± 0.0 | 51.0 ± 0.5 | 1.0 ± 0.5 | +0.5, +1.0, +1.5 |" in text
+    assert "| PAWS predicted not paraphrase (0) (% of pairs) |" in text
+    assert ("pull opposite ways (+52.0 on not paraphrase (0) and -50.0 on paraphrase (1))" in text
+            and "raw accuracy rewards that shift" in text)
+    assert ("In words: on PAWS AD-DROP helps against FT (mean Δ +6.91 over 3 seeds), and is within noise on balanced "
+            "accuracy (mean Δ +1.00); in distribution it is within noise." in text)
+    assert "PAWS balanced accuracy (mean over gold labels) FT 50.0 ± 0.0, AD-DROP Δ 1.0 ± 0.5 over 3 seeds" in out.line(t)

@@ -50,6 +50,12 @@ class TaskResult:
     ood: str  # the OOD set's name (hans, paws)
     measures: List[Measure]  # in-distribution dev first, then the OOD set overall, then its breakdowns
     choice: str  # the setting's words (rate, p, q, where chosen)
+    floor: Optional[str] = None  # the most frequent OOD label's score, in words
+    floor_share: Optional[float] = None  # ... and as a number (50: balanced)
+
+    @property
+    def unbalanced(self) -> bool:
+        return self.floor_share is not None and self.floor_share > 51.0
 
     @property
     def dev(self) -> Measure:
@@ -73,12 +79,78 @@ class Ood(Section):
             v = f": {verdict(d)}" if len(d) >= MIN_SEEDS_FOR_VERDICT else ""
             return f"{m.name} FT {mean_std(list(m.ft.values()))}, AD-DROP Δ {mean_std(d)} {over_seeds(len(d))}{v}"
         ft, ad = PAPER[t.ood]
-        return (f"{TASKS[t.task].name} -> {t.ood.upper()}: {part(t.dev)}; {part(t.overall)} (the paper's "
+        text = (f"{TASKS[t.task].name} -> {t.ood.upper()}: {part(t.dev)}; {part(t.overall)} (the paper's "
                 f"RoBERTa-base, full training set: {ft:.2f} -> {ad:.2f}, {ad - ft:+.2f})")
+        for m in t.measures:
+            if t.unbalanced and m.name.startswith(f"{t.ood.upper()} balanced"):  # on a balanced set it is the accuracy
+                text += f"; {part(m)} ({t.floor})"
+        return text
 
 
 def scores(runs: List[dict], key) -> Dict[int, float]:
     return {r["seed"]: v for r in runs if (v := key(r)) is not None}
+
+
+def label_name(ood: str, label: str) -> str:
+    return LABEL_NAMES.get(ood, {}).get(label, label)
+
+
+def balanced(by_label):
+    """Mean of the per-gold-label accuracies: blind to a shift in which label a model predicts,
+    which raw accuracy on an unbalanced set (PAWS: 55.8% not paraphrase) rewards."""
+    def get(r):
+        labels = by_label(r)
+        return statistics.mean(v["accuracy"] for v in labels.values()) if labels else None
+    return get
+
+
+def predicted_share(predicted, label: str):
+    def get(r):
+        counts = predicted(r)
+        return 100.0 * counts.get(label, 0) / sum(counts.values()) if counts else None
+    return get
+
+
+def floor(ood: str, sample: dict) -> Tuple[Optional[str], Optional[float]]:
+    """The score of always predicting the OOD set's most frequent gold label: in words, and the number."""
+    labels = sample.get("by_label") if sample else None
+    if not labels:
+        return None, None
+    top = max(labels, key=lambda k: labels[k]["n"])
+    n, total = labels[top]["n"], sum(v["n"] for v in labels.values())
+    share = 100 * n / total
+    return f"always predicting {label_name(ood, top)} scores {share:.1f}: {n:,} of {total:,} pairs", share
+
+
+def label_shift(t: "TaskResult") -> Optional[str]:
+    """Where AD-DROP's per-gold-label differences pull opposite ways, each by more than its overall
+    difference: it changed which label it predicts more than how well it tells them apart."""
+    gold = [m for m in t.measures if m.name.startswith(f"{t.ood.upper()} gold ") and "/" not in m.name and m.diffs]
+    if len(gold) != 2 or not t.overall.diffs:
+        return None
+    means = [statistics.mean(m.diffs) for m in gold]
+    overall = abs(statistics.mean(t.overall.diffs))
+    if means[0] * means[1] >= 0 or min(abs(x) for x in means) <= overall:
+        return None
+    parts = " and ".join(f"{x:+.1f} on {m.name[len(t.ood) + 6:]}" for m, x in zip(gold, means))
+    out = (f"Per gold label, AD-DROP's differences pull opposite ways ({parts}): it changes which label it "
+           "predicts more than how well it tells the two apart")
+    if t.unbalanced:
+        out += "; on a set this unbalanced raw accuracy rewards that shift, the balanced accuracy row does not"
+    return out + "."
+
+
+def clause(v: str) -> str:
+    """A verdict after "AD-DROP": helps, hurts, is within noise."""
+    return f"is {v}" if v == "within noise" else v
+
+
+def balanced_words(t: "TaskResult") -> str:
+    """', and on balanced accuracy ...' where the OOD set is unbalanced (else the two agree)."""
+    m = next((m for m in t.measures if m.name.startswith(f"{t.ood.upper()} balanced")), None)
+    if not t.unbalanced or m is None or len(m.diffs) < MIN_SEEDS_FOR_VERDICT:
+        return ""
+    return f", and {clause(verdict(m.diffs))} on balanced accuracy (mean Δ {statistics.mean(m.diffs):+.2f})"
 
 
 def task_result(task: str, runs: List[dict]) -> TaskResult:
@@ -99,10 +171,15 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     measures = [measure(f"{TASKS[task].name} dev accuracy (in distribution)", lambda r: r["best"]["score"]),
                 measure(f"{ood.upper()} accuracy", ood_key("accuracy"))]
     sample = next((r["ood"][ood] for r in by["ft"] + by["addrop"] if ood in r.get("ood", {})), None)
+    if sample and sample.get("by_label"):
+        measures.append(measure(f"{ood.upper()} balanced accuracy (mean over gold labels)", balanced(ood_key("by_label"))))
+    if sample and sample.get("predicted"):
+        first = sorted(sample["predicted"])[0]
+        measures.append(measure(f"{ood.upper()} predicted {label_name(ood, first)} (% of pairs)",
+                                predicted_share(ood_key("predicted"), first)))
     if sample:
         for label in sorted(sample.get("by_label", {})):
-            name = LABEL_NAMES.get(ood, {}).get(label, label)
-            measures.append(measure(f"{ood.upper()} gold {name}", ood_key("by_label", label, "accuracy")))
+            measures.append(measure(f"{ood.upper()} gold {label_name(ood, label)}", ood_key("by_label", label, "accuracy")))
         for group in [g for g in HANS_GROUPS if g in sample.get("by_group", {})]:
             measures.append(measure(f"{ood.upper()} {group.replace('_', ' ')}", ood_key("by_group", group, "accuracy")))
             for label in sorted(sample.get("by_label", {})):
@@ -112,7 +189,7 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     lr = meta["lr"] if meta else None
     choice = (f"learning rate {lr:g}, AD-DROP p = {meta['meta']['p']}, q = {meta['meta']['q']} on all layers "
               f"({meta['meta'].get('chosen_on', '?')}'s choice)") if meta else "–"
-    return TaskResult(task, ood, measures, choice)
+    return TaskResult(task, ood, measures, choice, *floor(ood, sample))
 
 
 def points(t: TaskResult) -> Dict[str, List[Tuple[float, float]]]:
@@ -145,14 +222,20 @@ def build(data: Data, rel: str, done: dict) -> Ood:
         lines += [f"### {TASKS[t.task].name} -> {OOD_NAMES[t.ood]}", "", f"Setting: {t.choice}.", "",
                   "| measure | FT | AD-DROP | Δ | per-seed Δ | verdict |", "|---|---|---|---|---|---|"]
         lines += [m.row() for m in t.measures] + [""]
+        if t.floor:
+            lines += [f"Floor: {t.floor}.", ""]
+        shift = label_shift(t)
+        if shift:
+            lines += [shift, ""]
         ft, ad = PAPER[t.ood]
         lines += [f"The paper's Table 6 (RoBERTa-base trained on the whole training set; PAWS-X English test_2k for "
                   f"PAWS): {t.ood.upper()} FT {ft:.2f}, AD-DROP {ad:.2f} ({ad - ft:+.2f}). Not comparable in level "
                   "(another model, 1000 training examples here, another PAWS test set); the sign is what is compared.", ""]
         d = t.overall.diffs
         if len(d) >= MIN_SEEDS_FOR_VERDICT:
-            lines += [f"In words: on {t.ood.upper()} AD-DROP is {verdict(d)} against FT (mean Δ {statistics.mean(d):+.2f} "
-                      f"{over_seeds(len(d))}); in distribution it is {verdict(t.dev.diffs) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else 'not yet judged'}.", ""]
+            dev = clause(verdict(t.dev.diffs)) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else "is not yet judged"
+            lines += [f"In words: on {t.ood.upper()} AD-DROP {clause(verdict(d))} against FT (mean Δ "
+                      f"{statistics.mean(d):+.2f} {over_seeds(len(d))}){balanced_words(t)}; in distribution it {dev}.", ""]
     data_for_plot = {TASKS[t.task].name + " -> " + t.ood.upper(): points(t) for t in out.tasks.values()}
     if any(p for pts in data_for_plot.values() for p in pts.values()):
         out.figures = [Figure(FIGURE, partial(plots.plot_ood, data_for_plot))]
