@@ -223,6 +223,7 @@ def test_ood_section_pairs_in_distribution_and_ood_accuracy_per_seed(tmp_path):
     assert "| HANS accuracy | 52.0 ± 1.0 | 56.0 ± 3.0 | 4.0 ± 2.0 | +2.0, +4.0, +6.0 | within noise (p = 0.074) |" in text
     assert "| HANS gold entailment |" in text and "| HANS lexical overlap / non-entailment |" in text
     assert "HANS FT 69.83, AD-DROP 70.49 (+0.66)" in text
+    assert not t.at_chance and "at chance" not in text  # HANS 52 and 56: above a coin
     assert "Setting: learning rate 5e-05, AD-DROP p = 0.3, q = 0.1 on all layers (protocol mrpc's choice)." in text
     assert "MNLI -> HANS: MNLI dev accuracy (in distribution) FT 62.0 ± 1.0, AD-DROP Δ 1.0 ± 0.0 over 3 seeds: helps" in out.line(t)
     out.figures[0].draw(tmp_path / "ood.png")
@@ -299,7 +300,8 @@ def test_ood_section_separates_a_shift_in_the_predicted_label_from_telling_pairs
     t = out.tasks["qqp"]
     text = "\n".join(out.lines)
     assert statistics.mean(t.overall.diffs) > 5  # raw accuracy "gains" from predicting "not paraphrase" more
-    assert "Floor: always predicting not paraphrase (0) scores 55.8: 4,464 of 8,000 pairs." in text
+    assert "Floor: always predicting not paraphrase (0) scores 55.8: 4,464 of 8,000 pairs; both methods are at chance" in text
+    assert t.at_chance and "cannot show the paper's OOD gain, or its absence" in out.line(t)
     assert "| PAWS balanced accuracy (mean over gold labels) | 50.0 ± 0.0 | 51.0 ± 0.5 | 1.0 ± 0.5 | +0.5, +1.0, +1.5 |" in text
     assert "| PAWS predicted not paraphrase (0) (% of pairs) |" in text
     assert ("pull opposite ways (+52.0 on not paraphrase (0) and -50.0 on paraphrase (1))" in text

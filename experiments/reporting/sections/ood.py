@@ -54,6 +54,13 @@ class TaskResult:
     floor_share: Optional[float] = None  # ... and as a number (50: balanced)
 
     @property
+    def at_chance(self) -> bool:
+        """Both methods' balanced accuracy within 2 points of a coin's 50 (two labels): neither
+        model solves the OOD set, so it cannot show an OOD gain either way."""
+        m = next((m for m in self.measures if m.name.startswith(f"{self.ood.upper()} balanced")), None)
+        return bool(m and m.ft and m.addrop and all(abs(statistics.mean(v.values()) - 50.0) < 2.0 for v in (m.ft, m.addrop)))
+
+    @property
     def unbalanced(self) -> bool:
         return self.floor_share is not None and self.floor_share > 51.0
 
@@ -84,7 +91,7 @@ class Ood(Section):
         for m in t.measures:
             if t.unbalanced and m.name.startswith(f"{t.ood.upper()} balanced"):  # on a balanced set it is the accuracy
                 text += f"; {part(m)} ({t.floor})"
-        return text
+        return text + (f"; {CHANCE_WORDS}" if t.at_chance else "")
 
 
 def scores(runs: List[dict], key) -> Dict[int, float]:
@@ -143,6 +150,10 @@ def label_shift(t: "TaskResult") -> Optional[str]:
 def clause(v: str) -> str:
     """A verdict after "AD-DROP": helps, hurts, is within noise."""
     return f"is {v}" if v == "within noise" else v
+
+
+CHANCE_WORDS = ("both methods are at chance on the OOD set (balanced accuracy within 2 points of 50): neither model "
+                "solves it at this scale, so it cannot show the paper's OOD gain, or its absence")
 
 
 def balanced_words(t: "TaskResult") -> str:
@@ -223,7 +234,7 @@ def build(data: Data, rel: str, done: dict) -> Ood:
                   "| measure | FT | AD-DROP | Δ | per-seed Δ | verdict |", "|---|---|---|---|---|---|"]
         lines += [m.row() for m in t.measures] + [""]
         if t.floor:
-            lines += [f"Floor: {t.floor}.", ""]
+            lines += [f"Floor: {t.floor}" + (f"; {CHANCE_WORDS}." if t.at_chance else "."), ""]
         shift = label_shift(t)
         if shift:
             lines += [shift, ""]
