@@ -211,9 +211,10 @@ def plot_protocol_curves(data: Dict[str, Dict[str, Dict[str, List[List[Tuple[int
     _save(fig, path)
 
 
-def plot_ood(data: Dict[str, Dict[str, List[Tuple[float, float]]]], path: Path) -> None:
+def plot_ood(data: Dict[str, Dict[str, List[Tuple[float, float]]]], floors: Dict[str, float], path: Path) -> None:
     """One panel per training set -> OOD set: each run's in-distribution dev accuracy (x) against
-    its OOD accuracy (y), FT and AD-DROP."""
+    its OOD accuracy (y), FT and AD-DROP, with the OOD set's floor (its most frequent label) and a
+    coin's 50 drawn, so a gap between the dots is read against them."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(data), figsize=(4.6 * len(data), 3.8), squeeze=False)
     for ax, (title, by_method) in zip(axes[0], data.items()):
@@ -221,6 +222,9 @@ def plot_ood(data: Dict[str, Dict[str, List[Tuple[float, float]]]], path: Path) 
             if pts:
                 ax.scatter([x for x, _ in pts], [y for _, y in pts], color=METHOD_COLORS[method],
                            label=SHORT_NAMES.get(method, "FT"), s=28)
+        if title in floors:
+            ax.axhline(floors[title], color="grey", ls="--", lw=1, label="most frequent label")
+        ax.axhline(50.0, color="black", ls=":", lw=1, label="chance (two labels)")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("in-distribution dev accuracy")
         ax.set_ylabel("OOD accuracy")

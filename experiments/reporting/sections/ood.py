@@ -249,8 +249,10 @@ def build(data: Data, rel: str, done: dict) -> Ood:
                       f"{statistics.mean(d):+.2f} {over_seeds(len(d))}){balanced_words(t)}; in distribution it {dev}.", ""]
     data_for_plot = {TASKS[t.task].name + " -> " + t.ood.upper(): points(t) for t in out.tasks.values()}
     if any(p for pts in data_for_plot.values() for p in pts.values()):
-        out.figures = [Figure(FIGURE, partial(plots.plot_ood, data_for_plot))]
+        floors = {TASKS[t.task].name + " -> " + t.ood.upper(): t.floor_share for t in out.tasks.values() if t.floor_share}
+        out.figures = [Figure(FIGURE, partial(plots.plot_ood, data_for_plot, floors))]
         lines += [f"![in-distribution vs OOD accuracy per seed]({rel}/{FIGURE})", "",
-                  "Each point is one run (seed): its best in-distribution dev accuracy against its OOD accuracy.", ""]
+                  "Each point is one run (seed): its best in-distribution dev accuracy against its OOD accuracy; dashed: "
+                  "always predicting the OOD set's most frequent label; dotted: a coin (50).", ""]
     out.lines = lines
     return out
