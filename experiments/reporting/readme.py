@@ -211,8 +211,9 @@ def protocol_lines(protocol) -> List[str]:
         paper = paper_style_sentence(t)
         lines += ["- " + verdict_sentence(t) + (f" Selection effect: {paper}" if paper else "")]
     lines.append("")
-    if recommendations(protocol):
-        lines += [f"Recommended p, q (the protocol study): {'; '.join(recommendations(protocol))}.", ""]
+    recommended = recommendations(protocol)
+    if recommended:
+        lines += [f"Recommended p, q (the protocol study): {'; '.join(recommended)}.", ""]
     return lines + ["**Fixed budget: 4 epochs, the paper's BERT p, q, not searched** (the earlier studies):", ""]
 
 

@@ -52,12 +52,18 @@ class TaskResult:
     choice: str  # the setting's words (rate, p, q, where chosen)
     floor: Optional[str] = None  # the most frequent OOD label's score, in words
     floor_share: Optional[float] = None  # ... and as a number (50: balanced)
+    balanced: Optional[Measure] = None  # the mean of the per-gold-label accuracies (one of measures)
+    gold: List[Measure] = field(default_factory=list)  # accuracy per gold label (among measures)
+
+    @property
+    def title(self) -> str:
+        return f"{TASKS[self.task].name} -> {self.ood.upper()}"
 
     @property
     def at_chance(self) -> bool:
         """Both methods' balanced accuracy within 2 points of a coin's 50 (two labels): neither
         model solves the OOD set, so it cannot show an OOD gain either way."""
-        m = next((m for m in self.measures if m.name.startswith(f"{self.ood.upper()} balanced")), None)
+        m = self.balanced
         return bool(m and m.ft and m.addrop and all(abs(statistics.mean(v.values()) - 50.0) < 2.0 for v in (m.ft, m.addrop)))
 
     @property
@@ -86,11 +92,10 @@ class Ood(Section):
             v = f": {verdict(d)}" if len(d) >= MIN_SEEDS_FOR_VERDICT else ""
             return f"{m.name} FT {mean_std(list(m.ft.values()))}, AD-DROP Δ {mean_std(d)} {over_seeds(len(d))}{v}"
         ft, ad = PAPER[t.ood]
-        text = (f"{TASKS[t.task].name} -> {t.ood.upper()}: {part(t.dev)}; {part(t.overall)} (the paper's "
+        text = (f"{t.title}: {part(t.dev)}; {part(t.overall)} (the paper's "
                 f"RoBERTa-base, full training set: {ft:.2f} -> {ad:.2f}, {ad - ft:+.2f})")
-        for m in t.measures:
-            if t.unbalanced and m.name.startswith(f"{t.ood.upper()} balanced"):  # on a balanced set it is the accuracy
-                text += f"; {part(m)} ({t.floor})"
+        if t.unbalanced and t.balanced:  # on a balanced set it is the accuracy
+            text += f"; {part(t.balanced)} ({t.floor})"
         return text + (f"; {CHANCE_WORDS}" if t.at_chance else "")
 
 
@@ -132,14 +137,14 @@ def floor(ood: str, sample: dict) -> Tuple[Optional[str], Optional[float]]:
 def label_shift(t: "TaskResult") -> Optional[str]:
     """Where AD-DROP's per-gold-label differences pull opposite ways, each by more than its overall
     difference: it changed which label it predicts more than how well it tells them apart."""
-    gold = [m for m in t.measures if m.name.startswith(f"{t.ood.upper()} gold ") and "/" not in m.name and m.diffs]
+    gold = [m for m in t.gold if m.diffs]
     if len(gold) != 2 or not t.overall.diffs:
         return None
     means = [statistics.mean(m.diffs) for m in gold]
     overall = abs(statistics.mean(t.overall.diffs))
     if means[0] * means[1] >= 0 or min(abs(x) for x in means) <= overall:
         return None
-    parts = " and ".join(f"{x:+.1f} on {m.name[len(t.ood) + 6:]}" for m, x in zip(gold, means))
+    parts = " and ".join(f"{x:+.1f} on {m.name[len(f'{t.ood} gold '):]}" for m, x in zip(gold, means))
     out = (f"Per gold label, AD-DROP's differences pull opposite ways ({parts}): it changes which label it "
            "predicts more than how well it tells the two apart")
     if t.unbalanced:
@@ -158,7 +163,7 @@ CHANCE_WORDS = ("both methods are at chance on the OOD set (balanced accuracy wi
 
 def balanced_words(t: "TaskResult") -> str:
     """', and on balanced accuracy ...' where the OOD set is unbalanced (else the two agree)."""
-    m = next((m for m in t.measures if m.name.startswith(f"{t.ood.upper()} balanced")), None)
+    m = t.balanced
     if not t.unbalanced or m is None or len(m.diffs) < MIN_SEEDS_FOR_VERDICT:
         return ""
     return f", and {clause(verdict(m.diffs))} on balanced accuracy (mean Δ {statistics.mean(m.diffs):+.2f})"
@@ -182,15 +187,18 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     measures = [measure(f"{TASKS[task].name} dev accuracy (in distribution)", lambda r: r["best"]["score"]),
                 measure(f"{ood.upper()} accuracy", ood_key("accuracy"))]
     sample = next((r["ood"][ood] for r in by["ft"] + by["addrop"] if ood in r.get("ood", {})), None)
+    balanced_m = None
     if sample and sample.get("by_label"):
-        measures.append(measure(f"{ood.upper()} balanced accuracy (mean over gold labels)", balanced(ood_key("by_label"))))
+        balanced_m = measure(f"{ood.upper()} balanced accuracy (mean over gold labels)", balanced(ood_key("by_label")))
+        measures.append(balanced_m)
     if sample and sample.get("predicted"):
         first = sorted(sample["predicted"])[0]
         measures.append(measure(f"{ood.upper()} predicted {label_name(ood, first)} (% of pairs)",
                                 predicted_share(ood_key("predicted"), first)))
+    gold = [measure(f"{ood.upper()} gold {label_name(ood, label)}", ood_key("by_label", label, "accuracy"))
+            for label in sorted(sample.get("by_label", {}))] if sample else []
+    measures += gold
     if sample:
-        for label in sorted(sample.get("by_label", {})):
-            measures.append(measure(f"{ood.upper()} gold {label_name(ood, label)}", ood_key("by_label", label, "accuracy")))
         for group in [g for g in HANS_GROUPS if g in sample.get("by_group", {})]:
             measures.append(measure(f"{ood.upper()} {group.replace('_', ' ')}", ood_key("by_group", group, "accuracy")))
             for label in sorted(sample.get("by_label", {})):
@@ -200,7 +208,7 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     lr = meta["lr"] if meta else None
     choice = (f"learning rate {lr:g}, AD-DROP p = {meta['meta']['p']}, q = {meta['meta']['q']} on all layers "
               f"({meta['meta'].get('chosen_on', '?')}'s choice)") if meta else "–"
-    return TaskResult(task, ood, measures, choice, *floor(ood, sample))
+    return TaskResult(task, ood, measures, choice, *floor(ood, sample), balanced=balanced_m, gold=gold)
 
 
 def points(t: TaskResult) -> Dict[str, List[Tuple[float, float]]]:
@@ -247,9 +255,9 @@ def build(data: Data, rel: str, done: dict) -> Ood:
             dev = clause(verdict(t.dev.diffs)) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else "is not yet judged"
             lines += [f"In words: on {t.ood.upper()} AD-DROP {clause(verdict(d))} against FT (mean Δ "
                       f"{statistics.mean(d):+.2f} {over_seeds(len(d))}){balanced_words(t)}; in distribution it {dev}.", ""]
-    data_for_plot = {TASKS[t.task].name + " -> " + t.ood.upper(): points(t) for t in out.tasks.values()}
+    data_for_plot = {t.title: points(t) for t in out.tasks.values()}
     if any(p for pts in data_for_plot.values() for p in pts.values()):
-        floors = {TASKS[t.task].name + " -> " + t.ood.upper(): t.floor_share for t in out.tasks.values() if t.floor_share}
+        floors = {t.title: t.floor_share for t in out.tasks.values() if t.floor_share}
         out.figures = [Figure(FIGURE, partial(plots.plot_ood, data_for_plot, floors))]
         lines += [f"![in-distribution vs OOD accuracy per seed]({rel}/{FIGURE})", "",
                   "Each point is one run (seed): its best in-distribution dev accuracy against its OOD accuracy; dashed: "
