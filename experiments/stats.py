@@ -9,7 +9,8 @@ standard errors: few seeds make a verdict hard to earn, on purpose.
 """
 import math
 import statistics
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 
 def fmt(x: Optional[float], nd: int = 1) -> str:
@@ -75,3 +76,115 @@ def judged(diffs: List[float]) -> str:
 def over_seeds(n: int) -> str:
     """'over 1 seed' / 'over 3 seeds', as every paired Δ in the report is qualified."""
     return f"over {n} seed{'s' if n != 1 else ''}"
+
+
+CONFIDENCE = 0.95
+POWER = 0.8
+
+
+def interval(diffs: List[float], level: float = CONFIDENCE) -> Optional[Tuple[float, float]]:
+    """The t-based confidence interval of the mean paired difference; None below two pairs."""
+    if len(diffs) < 2:
+        return None
+    from scipy.stats import t as student_t
+
+    m, se = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = student_t.ppf(0.5 + level / 2, len(diffs) - 1) * se
+    return m - half, m + half
+
+
+def power(effect: float, sd: float, n: int, alpha: float = 1 - CONFIDENCE) -> float:
+    """The chance a two-sided paired t-test at ``alpha`` on ``n`` pairs whose differences have
+    standard deviation ``sd`` finds a true mean difference ``effect`` (noncentral t)."""
+    from scipy.stats import nct, t as student_t
+
+    df = n - 1
+    crit = student_t.ppf(1 - alpha / 2, df)
+    nc = effect / (sd / math.sqrt(n))
+    return float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+
+
+def detectable_effect(sd: float, n: int, target: float = POWER, alpha: float = 1 - CONFIDENCE) -> Optional[float]:
+    """The smallest mean difference the paired test on ``n`` pairs finds with probability
+    ``target`` (80%), given the spread ``sd`` of the differences; None below two pairs."""
+    if n < 2:
+        return None
+    if sd == 0:
+        return 0.0
+    lo, hi = 0.0, sd
+    while power(hi, sd, n, alpha) < target:
+        hi *= 2
+    for _ in range(100):  # bisection: power rises with the effect
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if power(mid, sd, n, alpha) < target else (lo, mid)
+    return hi
+
+
+def sign_test_p(diffs: List[float]) -> Optional[float]:
+    """Two-sided exact sign test on the nonzero differences (ties dropped); None if all tie."""
+    pos, neg = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    if pos + neg == 0:
+        return None
+    from scipy.stats import binomtest
+
+    return float(binomtest(pos, pos + neg, 0.5).pvalue)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a paired test can show: the mean difference, its interval, the effect it could have
+    detected, and (where the paper reports one) whether the paper's gain is still possible."""
+
+    n: int
+    mean: float
+    ci: Optional[Tuple[float, float]]
+    detectable: Optional[float]
+    p: Optional[float]
+    paper: Optional[float] = None  # the paper's gain for the task, in the same metric
+
+    @property
+    def kind(self) -> str:
+        """'helps' / 'hurts' (significant at 5%), 'excludes paper' (not significant, and the
+        interval's upper end is below the paper's gain), 'cannot tell' (the interval holds both 0
+        and the paper's gain), 'no effect seen' (not significant, no paper figure), or 'too few'."""
+        if self.n < MIN_SEEDS_FOR_VERDICT:
+            return "too few"
+        if self.p < 0.05:
+            return "helps" if self.mean > 0 else "hurts"
+        if self.paper is None:
+            return "no effect seen"
+        return "excludes paper" if self.ci[1] < self.paper else "cannot tell"
+
+    def numbers(self, nd: int = 1) -> str:
+        """'Δ -1.2, 95% CI [-4.0, +1.6], n = 5, detectable 3.9'."""
+        if self.n < 2:
+            return f"Δ {self.mean:+.{nd}f}, n = {self.n}" if self.n else "n = 0"
+        lo, hi = self.ci
+        return (f"Δ {self.mean:+.{nd}f}, 95% CI [{lo:+.{nd}f}, {hi:+.{nd}f}], n = {self.n}, "
+                f"detectable at 80% power {self.detectable:.{nd}f}")
+
+    def words(self) -> str:
+        """The verdict as a reader should take it."""
+        return {
+            "too few": f"{self.n} pair{'s' if self.n != 1 else ''}: no verdict",
+            "helps": f"AD-DROP helps (paired t-test, {p_words(self.p)})",
+            "hurts": f"AD-DROP hurts (paired t-test, {p_words(self.p)})",
+            "excludes paper": "no significant difference, and the interval excludes the paper's gain",
+            "cannot tell": "the interval includes both no effect and the paper's gain: this test cannot tell",
+            "no effect seen": (f"no significant difference; effects smaller than {self.detectable:.1f} "
+                               "would likely go unseen"),
+        }[self.kind]
+
+
+def p_words(p: float) -> str:
+    return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def read(diffs: List[float], paper: Optional[float] = None) -> Reading:
+    """The one place a paired verdict is computed (AD-DROP minus baseline, same seeds)."""
+    n = len(diffs)
+    if n == 0:
+        return Reading(0, 0.0, None, None, None, paper)
+    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    return Reading(n, statistics.mean(diffs), interval(diffs), detectable_effect(sd, n) if n > 1 else None,
+                   paired_p(diffs), paper)

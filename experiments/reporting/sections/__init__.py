@@ -13,7 +13,7 @@ should appear in RESULTS.md; to say something in the README, format its result i
 """
 import importlib
 
-ORDER = ("protocol", "ood", "tune", "glue", "hf_trainer", "epochs", "epochs_confirm", "ner", "mt", "ablation", "sensitivity", "confirm", "recommend",
+ORDER = ("protocol", "registered", "ood", "tune", "glue", "hf_trainer", "epochs", "epochs_confirm", "ner", "mt", "ablation", "sensitivity", "confirm", "recommend",
          "prior", "cost")
 SECTIONS = {name: importlib.import_module(f"{__name__}.{name}") for name in ORDER}
 STUDIES_READ = frozenset(study for module in SECTIONS.values() for study in module.STUDIES)
