@@ -12,13 +12,13 @@ types, one JSON each under OUT/results, nothing committed); the stored ones are
 """
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import run as runner
 import studies
-from stats import in_plain_words, mean_std, verdict
+from paper import paper_gain
+from stats import in_plain_words, mean_std, read, verdict
 from tasks import TASKS
 
 HERE = Path(__file__).resolve().parent
@@ -51,9 +51,12 @@ def summary(task: str, live: dict, fresh: dict) -> list:
     out.append(f"The live pair's Δ {d_live:+.1f} falls {'within' if inside else 'outside'} the stored seeds' "
                f"range of Δ [{lo:+.1f}, {hi:+.1f}]" + ("." if inside else ": one seed's luck, or a machine difference "
                                                        "(the stored runs record theirs); the stored seeds are the evidence."))
-    plain = in_plain_words(verdict(diffs))
+    g = paper_gain(task)
+    r = read(diffs, g.gain if g and g.key == TASKS[task].metric else None)
+    plain = in_plain_words(verdict(diffs)) if r.kind == "too few" else r.words()
     return out + [f"In plain words: {plain} (MiniLM, {live['ft']['data']['train']} CoLA training examples; "
-                  f"mean Δ {statistics.mean(diffs):+.1f} over {len(diffs)} fresh seeds)."]
+                  f"{r.numbers()}, over {len(diffs)} fresh seeds"
+                  + (f"; the paper: {g.gain:+g}" if g else "") + ")."]
 
 
 def plot(task: str, live: dict, fresh: dict, path: Path) -> None:

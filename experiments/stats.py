@@ -2,10 +2,14 @@
 
 Judgement per task and method, from the per-seed paired differences to a baseline (same seed,
 same data), by a two-sided paired t-test at 5%: "helps" when the mean difference is positive and
-significant, "hurts" when negative and significant, otherwise "within noise"; no verdict below
+significant, "hurts" when negative and significant, otherwise "not significant"; no verdict below
 three seeds (two paired differences of a discrete metric on a small dev set are too often exactly
 equal, a zero-variance "significance"). With three seeds a verdict needs a mean above 4.3
 standard errors: few seeds make a verdict hard to earn, on purpose.
+
+"Not significant" is not "no effect": every verdict carries its 95% interval and the smallest
+effect its test could detect at 80% power (``read``), and where the paper reports a gain for the
+task, whether the interval excludes it or the test cannot tell (``beside_paper``).
 """
 import math
 import statistics
@@ -50,27 +54,28 @@ def verdict(diffs: List[float]) -> str:
     p = paired_p(diffs)
     if p < 0.05:
         return "helps" if statistics.mean(diffs) > 0 else "hurts"
-    return "within noise"
+    return "not significant"
 
 
 def in_plain_words(v: str) -> str:
     """A verdict as the sentence a user reads (the demo, the README's lead)."""
     return {"helps": "AD-DROP helps on these seeds (paired t-test, 5%)",
             "hurts": "AD-DROP hurts on these seeds (paired t-test, 5%)",
-            "within noise": "AD-DROP's difference to plain fine-tuning is within seed noise: no evidence it helps "
-                            "or hurts at this scale"}.get(v, v)
+            "not significant": "AD-DROP's difference to plain fine-tuning is not significant (paired t-test, 5%)"}.get(v, v)
 
 
 def p_text(diffs: List[float]) -> str:
     p = paired_p(diffs)
-    if p is None:
-        return ""
-    return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"  # 0.047 is not "0.05"
+    return "" if p is None else p_words(p)
 
 
 def judged(diffs: List[float]) -> str:
-    """The verdict with its p-value, for tables."""
-    return f"{verdict(diffs)} ({p_text(diffs)})" if len(diffs) >= MIN_SEEDS_FOR_VERDICT else verdict(diffs)
+    """The verdict with its p-value, its 95% interval and the effect its test could detect."""
+    if len(diffs) < MIN_SEEDS_FOR_VERDICT:
+        return verdict(diffs)
+    r = read(diffs)
+    lo, hi = r.ci
+    return f"{verdict(diffs)} ({p_text(diffs)}; 95% CI [{lo:+.1f}, {hi:+.1f}], detects {r.detectable:.1f})"
 
 
 def over_seeds(n: int) -> str:
@@ -165,19 +170,20 @@ class Reading:
 
     def words(self) -> str:
         """The verdict as a reader should take it."""
-        return {
-            "too few": f"{self.n} pair{'s' if self.n != 1 else ''}: no verdict",
-            "helps": f"AD-DROP helps (paired t-test, {p_words(self.p)})",
-            "hurts": f"AD-DROP hurts (paired t-test, {p_words(self.p)})",
-            "excludes paper": "no significant difference, and the interval excludes the paper's gain",
-            "cannot tell": "the interval includes both no effect and the paper's gain: this test cannot tell",
-            "no effect seen": (f"no significant difference; effects smaller than {self.detectable:.1f} "
-                               "would likely go unseen"),
-        }[self.kind]
+        kind = self.kind
+        if kind == "too few":
+            return f"{self.n} pair{'s' if self.n != 1 else ''}: no verdict"
+        if kind in ("helps", "hurts"):
+            return f"AD-DROP {kind} (paired t-test, {p_words(self.p)})"
+        if kind == "excludes paper":
+            return "no significant difference, and the interval excludes the paper's gain"
+        if kind == "cannot tell":
+            return "the interval includes both no effect and the paper's gain: this test cannot tell"
+        return f"no significant difference; effects smaller than {self.detectable:.1f} would likely go unseen"
 
 
 def p_words(p: float) -> str:
-    return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+    return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"  # 0.047 is not "0.05"
 
 
 def read(diffs: List[float], paper: Optional[float] = None) -> Reading:
@@ -188,3 +194,34 @@ def read(diffs: List[float], paper: Optional[float] = None) -> Reading:
     sd = statistics.stdev(diffs) if n > 1 else 0.0
     return Reading(n, statistics.mean(diffs), interval(diffs), detectable_effect(sd, n) if n > 1 else None,
                    paired_p(diffs), paper)
+
+
+def beside_paper(task: str, metric: str, diffs: List[float], paper_metric_diffs: Optional[List[float]] = None,
+                 ft_scores: Optional[List[float]] = None, floor: Optional[float] = None) -> str:
+    """The paper's gain for ``task`` beside our verdict, and which reading it is: the interval
+    excludes it, the test cannot tell, or a significant effect. ``diffs`` are in our ``metric``;
+    where the paper's metric differs (MRPC: accuracy; translation: BLEU), ``paper_metric_diffs``
+    are the same pairs in the paper's metric. ``ft_scores`` add the regime: FT's level here
+    against the paper's FT, in the paper's metric (and ``floor``, the majority class's score).
+    '' where the paper reports nothing for the task."""
+    from paper import paper_gain
+
+    g = paper_gain(task)
+    if g is None:
+        return ""
+    same = g.key == metric
+    d = diffs if same else paper_metric_diffs
+    regime = ""
+    if ft_scores:
+        regime = (f"; regime: FT here {mean_std(ft_scores)} {g.metric}, the paper's FT {g.ft:g}"
+                  + ("" if floor is None else f", the floor (majority class) {floor:.1f}"))
+    if not d:
+        return f"{g.label()}: " + ("no pair yet" if same else f"not comparable (this study reports {metric})") + regime
+    r = read(d, g.gain)
+    pre = "" if same else f"in {g.metric}: {r.numbers()}; "
+    if r.kind == "too few":
+        return f"{pre}{g.label()}: {r.words()}{regime}"
+    if r.kind in ("helps", "hurts"):
+        same_sign = (r.mean > 0) == (g.gain > 0)
+        return f"{pre}{g.label()}: {'the same sign' if same_sign else 'the opposite'}, significant here ({p_words(r.p)}){regime}"
+    return f"{pre}{g.label()}: {r.words()}{regime}"

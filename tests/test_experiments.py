@@ -103,17 +103,23 @@ def test_rerun_skips_finished_runs_and_report_is_deterministic(smoke):
     addrop = json.loads((root / "results" / "smoke" / "rte" / "addrop" / "seed1.json").read_text())
     diff = addrop["best"]["score"] - ft["best"]["score"]
     floor = json.loads((root / "results" / "reference" / "rte.json").read_text())  # run.py wrote it
-    assert f"| RTE (accuracy) | {floor['score']:.1f} | {ft['best']['score']:.1f} | {diff:.1f} | – | – | – |" in block
+    assert len([x for x in block.splitlines() if x]) <= 5 and "docs/evidence.md" in block
+    evidence = (root / "docs" / "evidence.md").read_text()  # the long block: written beside the README
+    assert f"| RTE (accuracy) | {floor['score']:.1f} | {ft['best']['score']:.1f} | {diff:.1f} | – | – | – |" in evidence
 
 
 def test_the_repository_readme_block_is_what_report_writes():
-    """README's numbers are generated: its block equals report.py's rendering of the committed JSONs."""
+    """README's numbers are generated: its lead (at most five lines) and docs/evidence.md equal
+    report.py's rendering of the committed JSONs."""
 
     text = (REPO / "README.md").read_text()
     block = text.split(BEGIN)[1].split(END)[0]
     data = reporting.load(REPO / "experiments" / "results", STUDIES_READ)
     done = reporting.build(data)
-    assert block == "\n" + "\n".join(reporting.readme_block(done)) + "\n"
+    assert block == "\n" + "\n".join(reporting.readme_lead(done)) + "\n"
+    assert len([x for x in block.splitlines() if x]) <= 5
+    assert (REPO / "docs" / "evidence.md").read_text() == reporting.evidence_text(done)
+    block = reporting.evidence_text(done)
     # the prose above the block counts the settings looked at as the block does
     said = re.search(r"of (\w+)\s+settings looked at", text.split(BEGIN)[0])
     if said:
@@ -290,10 +296,10 @@ def test_ablation_and_sensitivity_sections_compute_what_they_say(tmp_path):
     assert "| r/w AA | 80.2 ± 1.3 | -0.8 ± 0.3 | -2.8 ± 1.3 | 1.20 |" in text
     assert "| r/w IGA (m = 5) | – | – | – | – |" in text
     # one clause per variant, its verdict per task
-    assert "Against AD-DROP, paired per seed: r/w AA: within noise of AD-DROP on MRPC, two seeds: no verdict on CoLA." in text
+    assert "Against AD-DROP, paired per seed: r/w AA: not significantly different from AD-DROP on MRPC, two seeds: no verdict on CoLA." in text
     assert ("The paper's ablation (Table 2: AD-DROP with one part replaced; MRPC and CoLA, seeds 1, 2, 3; "
-            "[RESULTS.md](experiments/RESULTS.md#ablation-the-papers-table-2)), paired Δ to AD-DROP: r/w AA: within "
-            "noise of AD-DROP on MRPC (-2.8 ± 1.3), two seeds: no verdict on CoLA (-1.5 ± 0.7).") in readme_block(runs)
+            "[RESULTS.md](experiments/RESULTS.md#ablation-the-papers-table-2)), paired Δ to AD-DROP: r/w AA: not "
+            "significantly different from AD-DROP on MRPC (-2.8 ± 1.3), two seeds: no verdict on CoLA (-1.5 ± 0.7).") in readme_block(runs)
     # sensitivity: FT mean 81; with cross-tuning every cell +1 except (0.5, 0.7) +4; without -2
     assert "| 0.5 | +1.0 | +1.0 | +1.0 | +4.0 | +1.0 |" in text
     assert "Best cell p = 0.5, q = 0.7 (+4.0); 25 of 25 cells above FT's mean; the plugin's default p = q = 0.3: +1.0." in text
@@ -357,12 +363,13 @@ def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
             r["epochs"] = [*r["epochs"][:-1], {**r["epochs"][-1], "valid_loss": 0.2 + 0.1 * r["seed"]}]
     text = render(runs, tmp_path / "figures")
     assert f"## epochs: {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS}" in text
-    assert "| MRPC (f1) | 81.0 ± 1.0 | 83.0 ± 1.7 | 2.0 ± 1.0, within noise (p = 0.074) | -1.0 ± 0.0, hurts (p < 0.01) | " \
-           "1.0 ± 1.0, within noise (p = 0.23) |" in text
+    assert "| MRPC (f1) | 81.0 ± 1.0 | 83.0 ± 1.7 | 2.0 ± 1.0, not significant (p = 0.074; 95% CI [-0.5, +4.5], detects 3.3) | " \
+           "-1.0 ± 0.0, hurts (p < 0.01; 95% CI [-1.0, -1.0], detects 0.0) | " \
+           "1.0 ± 1.0, not significant (p = 0.23; 95% CI [-1.5, +3.5], detects 3.3) |" in text
     assert (tmp_path / "figures" / "epochs_curves.png").stat().st_size > 5000
     block = "\n".join(readme_block(runs))
     assert f"Trained {studies.LONG_EPOCHS} epochs instead of {studies.EPOCHS}" in block
-    assert ("MRPC: FT 83.0 ± 1.7, AD-DROP Δ 1.0 ± 1.0 over 3 seeds: within noise (p = 0.23), dev loss after the last "
+    assert ("MRPC: FT 83.0 ± 1.7, AD-DROP Δ 1.0 ± 1.0 over 3 seeds: not significant (p = 0.23; 95% CI [-1.5, +3.5], detects 3.3), dev loss after the last "
             "epoch FT 0.50 ± 0.00 vs AD-DROP 0.40 ± 0.10.") in block
 
 
@@ -383,19 +390,20 @@ def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     assert "| MRPC (f1) | AD-DROP (GA, pseudo labels, cross-tuning) | 3 | 82.0 ± 1.0 |" in text
     block = "\n".join(readme_block(runs))
     assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds: MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 1.0 "
-            "over 3 seeds: within noise (p = 0.074), dev loss after the last epoch FT 0.50 ± 0.00 vs AD-DROP 0.50 ± 0.00.") in block
+            "over 3 seeds: not significant (p = 0.074; 95% CI [-0.5, +4.5], detects 3.3), dev loss after the last epoch FT 0.50 ± 0.00 vs AD-DROP 0.50 ± 0.00.") in block
     assert "Both studies' seeds together" not in text
     found = [synthetic_run("epochs", t, m, s, 80.0 + 2 * (m == "addrop")) for t in ("mrpc", "cola")
              for m in ("ft", "addrop") for s in (1, 2, 3)]
     text = render(runs + found, tmp_path / "figures")
-    assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6, ahead on 6 of 6 seeds; helps (p < 0.01).") in text
+    assert ("- MRPC: FT 80.0 ± 0.0, AD-DROP Δ 2.0 ± 0.6, ahead on 6 of 6 seeds; helps (p < 0.01; 95% CI [+1.4, +2.6], detects 0.7).") in text
     # the settings the judged one was chosen among: counted from the runs, said in both places
     assert "which played no part in choosing that setting (it was one of 2 settings looked at: MRPC, CoLA at 10 epochs)" in text
     assert (f"The same, {studies.LONG_EPOCHS} epochs, judged on fresh seeds (the setting was one of 2 settings looked at: "
             "MRPC, CoLA at 10 epochs): MRPC") in "\n".join(readme_block(runs + found))
     assert "- CoLA: FT" not in text  # not judged on fresh seeds: nothing to pool
-    assert ("AD-DROP against FT at 10 epochs: helps (p < 0.01), Δ 2.0 ± 0.0. Judged again on 3 fresh seeds "
-            "(epochs_confirm, below): within noise (p = 0.074), Δ 2.0 ± 1.0.") in text
+    assert ("AD-DROP against FT at 10 epochs: helps (p < 0.01; 95% CI [+2.0, +2.0], detects 0.0), Δ 2.0 ± 0.0. Judged "
+            "again on 3 fresh seeds (epochs_confirm, below): not significant (p = 0.074; 95% CI [-0.5, +4.5], detects "
+            "3.3), Δ 2.0 ± 1.0.") in text
 
 
 def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers():
@@ -448,31 +456,32 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
     assert "| SST-2 (mcc) | AD-DROP at the sensitivity map's best cell | 3 | 82.0 ± 0.9 | 81.0 ± 0.9 | 0.500 ± 0.000 | 1.0 ± 0.5 |" in text
     block = "\n".join(readme_block(confirm))
     assert "SST-2 at the sensitivity map's best cell (p = 0.3, q = 0.5, chosen on seed 1)" in block
-    assert "AD-DROP Δ 1.0 ± 0.5, ahead on 3 of 3 seeds: within noise (p = 0.074)" in block
+    assert "AD-DROP Δ 1.0 ± 0.5, ahead on 3 of 3 seeds: not significant (p = 0.074; 95% CI [-0.2, +2.2], detects 1.6)" in block
 
 
 def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
     from scipy.stats import ttest_1samp
 
     # +1, +2, +3: mean 2 = 3.5 standard errors, below t(0.975, 2) = 4.30 -> not significant
-    assert stats.verdict([1.0, 2.0, 3.0]) == "within noise"
+    assert stats.verdict([1.0, 2.0, 3.0]) == "not significant"
     assert stats.paired_p([1.0, 2.0, 3.0]) == pytest.approx(ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
     # same mean, a tenth of the spread: t = 34.6 -> helps; mirrored -> hurts
     assert stats.verdict([1.9, 2.0, 2.1]) == "helps" and stats.verdict([-1.9, -2.0, -2.1]) == "hurts"
-    assert stats.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01)" and stats.judged([1.0, 2.0, 3.0]) == "within noise (p = 0.074)"
+    assert stats.judged([1.9, 2.0, 2.1]) == "helps (p < 0.01; 95% CI [+1.8, +2.2], detects 0.3)"
+    assert stats.judged([1.0, 2.0, 3.0]) == "not significant (p = 0.074; 95% CI [-0.5, +4.5], detects 3.3)"
     # five seeds: t(0.975, 4) = 2.78; mean 1, sd 1 -> t = 2.24 (noise); sd 0.61 -> t = 3.68 (helps)
     five = [0.0, 0.0, 1.0, 2.0, 2.0]
-    assert stats.verdict(five) == "within noise"
+    assert stats.verdict(five) == "not significant"
     assert stats.paired_p(five) == pytest.approx(ttest_1samp(five, 0).pvalue)
     assert stats.verdict([0.3, 0.5, 1.0, 1.5, 1.7]) == "helps"
     assert stats.verdict([0.5]) == "one seed: no verdict" and stats.paired_p([0.5]) is None
-    assert stats.verdict([0.0, 0.0, 0.0]) == "within noise" and stats.verdict([1.0, 1.0, 1.0]) == "helps"
+    assert stats.verdict([0.0, 0.0, 0.0]) == "not significant" and stats.verdict([1.0, 1.0, 1.0]) == "helps"
     # the glue table says how many verdicts chance alone would give (5% of the tested comparisons)
     runs = [synthetic_run("glue", "mrpc", m, seed, 80.0 + seed * (m != "ft")) for m in ("ft", "addrop", "rd") for seed in (1, 2, 3)]
     text = "\n".join(section("glue", runs, tmp_path))
     assert '2 comparisons at 5% each: about 0.1 "helps" or "hurts" would appear by chance alone' in text
     # and the README's verdict line says how many tests it is among
-    assert ("AD-DROP against FT: within noise on MRPC. Each verdict here is one of the 2 tests against FT in "
+    assert ("AD-DROP against FT: not significant on MRPC. Each verdict here is one of the 2 tests against FT in "
             "[RESULTS.md](experiments/RESULTS.md)'s `glue` section, each at 5%: about 0.1") in "\n".join(readme_block(runs))
     # two seeds: no verdict, even when both differences are equal (zero variance, p = 0)
     assert stats.verdict([-0.7, -0.7]) == "two seeds: no verdict" and stats.paired_p([-0.7, -0.7]) == 0.0
@@ -569,7 +578,7 @@ def test_pq_recommendation_follows_its_rule(tmp_path):
                      f"{place}."]
     noise = built(glue + sens + confirm((1.0, -1.0, 0.5)))["recommend"].sentences
     assert noise[0].startswith("SST-2: no (p, q) has shown a gain over FT: the map's best cell (p = 0.5, q = 0.7) is "
-                               "within noise on fresh seeds (Δ 0.2 ± 1.0, ahead on 2 of 3 seeds, p = 0.") and noise[0].endswith(f"; {place}.")
+                               "not significant on fresh seeds (Δ 0.2 ± 1.0, ahead on 2 of 3 seeds, p = 0.") and noise[0].endswith(f"; {place}.")
     text = render(glue + sens + confirm((1.0, -1.0, 0.5)), tmp_path / "figures")
     assert "### Recommended p and q" in text and noise[0] in text
     assert f"Recommended p, q (rule: [RESULTS.md](experiments/RESULTS.md#recommended-p-and-q)): {noise[0]}" in \
@@ -657,7 +666,7 @@ def test_mt_attention_default_changes_only_on_a_significant_gain_everywhere():
     assert "WMT16 EN-RO (newsdev slice) Δ 1.00 ± 0.10 chrf over 3 seeds, helps" in both
     assert "picks encoder + decoder self-attention" in both
     one = mt_section.mt_attention_default(runs((1.0, 1.1, 0.9), (0.5, -0.6, 0.4)))[0]
-    assert "within noise" in one and "stays encoder self-attention" in one
+    assert "not significant" in one and "stays encoder self-attention" in one
     single = mt_section.mt_attention_default(runs((1.0,), (0.5,)))[0]
     assert "over 1 seed, one seed: no verdict" in single and "stays encoder self-attention" in single
 
@@ -856,8 +865,8 @@ def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helpin
     assert judge.startswith("helps (p < 0.01)")
     assert rows["R-Drop"][1:3] == ["0.100 ± 0.000", "+0.100, +0.100, +0.100"] and rows["R-Drop"][3].startswith("hurts")
     line = next(x for x in readme_block(runs) if x.startswith("Translation"))
-    assert "AD-DROP Δ 0.0 ± 0.0 over 3 seeds: within noise" in line
-    assert "R-Drop Δ 0.0 ± 0.0: within noise" in line  # every row of RESULTS.md's table, not AD-DROP's alone
+    assert "AD-DROP Δ 0.0 ± 0.0 over 3 seeds: not significant" in line
+    assert "R-Drop Δ 0.0 ± 0.0: not significant" in line  # every row of RESULTS.md's table, not AD-DROP's alone
     assert "one of the 2 tests against FT in [RESULTS.md](experiments/RESULTS.md)'s `mt` section" in line
     assert "lowest dev loss Δ -0.100 ± 0.001: helps (p < 0.01)" in line and "not translations yet" not in line
     for r in runs[:5]:
@@ -876,7 +885,7 @@ def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_r
     glue = runs("regularizers", "mrpc", "glue")
     want = (f"AttendOut and its cheap regularizers against AD-DROP (paired per seed, the same test): "
             f"{common.METHOD_NAMES['attendout']}: better than AD-DROP on MRPC (1.0 ± 0.1); "
-            f"{common.METHOD_NAMES['scores_dropout']}: within noise of AD-DROP on MRPC (0.1 ± 0.5).")
+            f"{common.METHOD_NAMES['scores_dropout']}: not significantly different from AD-DROP on MRPC (0.1 ± 0.5).")
     assert want in section("glue", glue, rel="")
     assert want in readme_block(glue)
     ner = runs("regularizers", "ner", "ner")
@@ -885,7 +894,7 @@ def test_regularizers_are_judged_against_addrop_per_seed_in_their_sections_and_r
     # the README's NER line gives their paired Δ to FT, and a line of their verdicts against AD-DROP
     block = readme_block(ner)
     ner_line = next(x for x in block if x.startswith("NER"))
-    assert "AttendOut Δ 1.0 ± 0.1: helps (p" in ner_line and "scores dropout Δ 0.1 ± 0.5: within noise (p" in ner_line
+    assert "AttendOut Δ 1.0 ± 0.1: helps (p" in ner_line and "scores dropout Δ 0.1 ± 0.5: not significant (p" in ner_line
     assert any(x.startswith("AttendOut and its cheap regularizers against AD-DROP") and ": better than AD-DROP on "
                "CoNLL-2003 (MiniLM) (1.0 ± 0.1)" in x for x in block)
     assert common.regularizer_verdicts(runs("smoke", "mrpc", "smoke"), "glue") == []  # no regularizers study: no line

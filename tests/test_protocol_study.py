@@ -138,7 +138,7 @@ def test_demo_places_the_live_pair_among_the_stored_fresh_seeds(tmp_path):
     text = "\n".join(demo.summary("cola", live, fresh))
     assert "live, seed 9" in text and "+1.5" in text
     assert "The live pair's Δ +1.5 falls within the stored seeds' range of Δ [-1.0, +2.0]." in text
-    assert "within seed noise" in text and "over 3 fresh seeds" in text
+    assert "cannot tell" in text and "over 3 fresh seeds" in text and "95% CI [" in text
     live["addrop"] = r("addrop", 9, 45.0)
     assert "falls outside" in "\n".join(demo.summary("cola", live, fresh))
     demo.plot("cola", live, fresh, tmp_path / "curves.png")
@@ -179,7 +179,7 @@ def test_report_section_judges_on_fresh_seeds_and_shows_the_selection_effect(tmp
     assert cola.diffs == [pytest.approx(d) for d in deltas.values()]
     assert "| 5e-05 | 21.0 (3/7) | 22.0 (3/7) | 23.0 (3/7) | 22.0 ± 1.0 | **chosen** |" in text
     assert "| 0.3 | 18.0 (3/7) | **30.0 (3/7)** | 18.0 (3/7) |" in text
-    assert "paired Δ 0.0 ± 0.8 over 5 seeds (seeds 4, 5, 6, 7, 8), ahead on 3 of 5: within noise" in text
+    assert "paired Δ 0.0 ± 0.8 over 5 seeds (seeds 4, 5, 6, 7, 8), ahead on 3 of 5: not significant (p = 1.00; 95% CI [-1.0, +1.0], detects 1.3)" in text
     # the best single try of each search: FT 23.0 (5e-5, seed 3), AD-DROP 30.0: +7.0, of which ~0 survives
     assert "is FT 23.0, AD-DROP 30.0 (+7.0)" in text and "on fresh seeds the difference is +0.0 on average (1% of" in text
     assert [f.name for f in out.figures] == ["protocol_curves.png"]
@@ -219,10 +219,10 @@ def test_ood_section_pairs_in_distribution_and_ood_accuracy_per_seed(tmp_path):
     t = out.tasks["mnli"]
     assert t.dev.diffs == [1.0, 1.0, 1.0] and t.overall.diffs == [2.0, 4.0, 6.0]
     text = "\n".join(out.lines)
-    assert "| MNLI dev accuracy (in distribution) | 62.0 ± 1.0 | 63.0 ± 1.0 | 1.0 ± 0.0 | +1.0, +1.0, +1.0 | helps (p < 0.01) |" in text
-    assert "| HANS accuracy | 52.0 ± 1.0 | 56.0 ± 3.0 | 4.0 ± 2.0 | +2.0, +4.0, +6.0 | within noise (p = 0.074) |" in text
+    assert "| MNLI dev accuracy (in distribution) | 62.0 ± 1.0 | 63.0 ± 1.0 | 1.0 ± 0.0 | +1.0, +1.0, +1.0 | helps (p < 0.01; 95% CI [+1.0, +1.0], detects 0.0) |" in text
+    assert "| HANS accuracy | 52.0 ± 1.0 | 56.0 ± 3.0 | 4.0 ± 2.0 | +2.0, +4.0, +6.0 | not significant (p = 0.074; 95% CI [-1.0, +9.0], detects 6.5) |" in text
     assert "| HANS gold entailment |" in text and "| HANS lexical overlap / non-entailment |" in text
-    assert "HANS FT 69.83, AD-DROP 70.49 (+0.66)" in text
+    assert "the paper's +0.66 accuracy (Table 6, RoBERTa-base, one run: FT 69.83 -> 70.49)" in text
     assert not t.at_chance and "at chance" not in text  # HANS 52 and 56: above a coin
     assert "Setting: learning rate 5e-05, AD-DROP p = 0.3, q = 0.1 on all layers (protocol mrpc's choice)." in text
     assert "MNLI -> HANS: MNLI dev accuracy (in distribution) FT 62.0 ± 1.0, AD-DROP Δ 1.0 ± 0.0 over 3 seeds: helps" in out.line(t)
@@ -252,9 +252,9 @@ def test_hf_trainer_section_sets_the_trainer_cell_beside_the_fairseq_runs():
     assert gap == pytest.approx(0.5) and p == pytest.approx(reference)
     assert a.diffs("trainer") == [-3.0, -3.0, -3.0]
     text = "\n".join(out.lines)
-    assert "| MRPC (f1) | FT | 86.0, 87.0, 88.0 | 87.0 ± 1.0 | 86.5 ± 1.0 | +0.5 | within seed noise (p = 0.57) |" in text
+    assert "| MRPC (f1) | FT | 86.0, 87.0, 88.0 | 87.0 ± 1.0 | 86.5 ± 1.0 | +0.5 | not significantly different (p = 0.57) |" in text
     assert "reach the same verdict" in text
-    assert "Trainer minus fairseq CLI over seeds 1, 2, 3: FT +0.5, within seed noise (Welch p = 0.57)" in out.sentence(a)
+    assert "Trainer minus fairseq CLI over seeds 1, 2, 3: FT +0.5, not significantly different (Welch p = 0.57)" in out.sentence(a)
 
 
 def test_report_section_shows_a_task_run_with_tasks_after_the_studys_own(tmp_path):
@@ -304,8 +304,9 @@ def test_ood_section_separates_a_shift_in_the_predicted_label_from_telling_pairs
     assert t.at_chance and "cannot show the paper's OOD gain, or its absence" in out.line(t)
     assert "| PAWS balanced accuracy (mean over gold labels) | 50.0 ± 0.0 | 51.0 ± 0.5 | 1.0 ± 0.5 | +0.5, +1.0, +1.5 |" in text
     assert "| PAWS predicted not paraphrase (0) (% of pairs) |" in text
-    assert ("pull opposite ways (+52.0 on not paraphrase (0) and -50.0 on paraphrase (1))" in text
-            and "raw accuracy rewards that shift" in text)
-    assert ("In words: on PAWS AD-DROP helps against FT (mean Δ +6.91 over 3 seeds), and is within noise on balanced "
-            "accuracy (mean Δ +1.00); in distribution it is within noise." in text)
+    assert ("opposite signs, each larger than the overall +6.9 (+52.0 on not paraphrase (0), " in text
+            and "-50.0 on paraphrase (1), " in text and "raw accuracy rewards such a shift" in text)
+    assert ("In words: on PAWS, AD-DROP against FT: helps (p < 0.01" in text
+            and "mean Δ +6.91 over 3 seeds; on balanced accuracy: not significant (p = 0.074; 95% CI [-0.2, +2.2], "
+            "detects 1.6), mean Δ +1.00; in distribution: not significant" in text)
     assert "PAWS balanced accuracy (mean over gold labels) FT 50.0 ± 0.0, AD-DROP Δ 1.0 ± 0.5 over 3 seeds" in out.line(t)

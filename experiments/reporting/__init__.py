@@ -8,7 +8,8 @@ JSONs (``python experiments/report.py``).
 - ``common.py``: what sections share (paired differences, the comparison table, learning curves,
   verdicts against AD-DROP); ``names.py``: method names and task order;
 - ``figures.py``: every plot;
-- ``readme.py``: formats the sections' results into the README block (no verdict of its own);
+- ``readme.py``: formats the sections' results into the README's short lead and docs/evidence.md
+  (no verdict of its own);
 - ``main.py``: builds the sections once and writes the three outputs.
 
 Sibling modules of ``experiments/`` (``studies``, ``tasks``, ``stats``) are imported by their
@@ -17,4 +18,4 @@ and the tests' conftest puts ``experiments/`` there once.
 """
 from .load import Data, load  # noqa: F401
 from .main import build, main, render, results_text, write_figures  # noqa: F401
-from .readme import README_BEGIN, README_END, block as readme_block, update_readme  # noqa: F401
+from .readme import README_BEGIN, README_END, block as readme_block, evidence_text, lead as readme_lead, update_readme  # noqa: F401

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import studies
-from stats import MIN_SEEDS_FOR_VERDICT, fmt, judged, mean_std, over_seeds, p_text, verdict
+from stats import MIN_SEEDS_FOR_VERDICT, beside_paper, fmt, judged, mean_std, over_seeds, p_text, verdict
 from tasks import TASKS
 
 from . import figures as plots
@@ -86,6 +86,49 @@ def paired_diffs(runs: List[dict], ft_by_seed: Dict[int, dict]) -> List[float]:
     return [r["best"]["score"] - ft_by_seed[r["seed"]]["best"]["score"] for r in runs if r["seed"] in ft_by_seed]
 
 
+def score_in(run: dict, key: str) -> Optional[float]:
+    """``run``'s score in metric ``key`` at its best epoch (or its test block's best checkpoint):
+    the paper's metric where it differs from the study's (MRPC: accuracy; translation: BLEU)."""
+    if run["metric"] == key:
+        return run["best"]["score"]
+    test = run.get("test") or {}
+    if key in test.get("best", {}):
+        return test["best"][key]
+    for e in run.get("epochs", []):
+        if e["epoch"] == run["best"]["epoch"] and f"valid_{key}" in e:
+            return e[f"valid_{key}"]
+    return None
+
+
+def floor_in(reference: Optional[dict], key: str) -> Optional[float]:
+    """The majority-class floor (``results/reference/TASK.json``) in metric ``key``, where known."""
+    if not reference:
+        return None
+    if reference["metric"] == key:
+        return reference["score"]
+    if key == "accuracy":
+        return 100.0 * reference["dev_counts"][reference["label"]] / reference["dev_size"]
+    return None
+
+
+def paper_clause(task: str, runs: List[dict], ft_by_seed: Dict[int, dict], reference: Optional[dict] = None) -> str:
+    """The paper's gain for ``task`` beside AD-DROP's paired verdict (``stats.beside_paper``),
+    in the paper's metric where ours differs, with the regime (FT's level, the paper's FT, the
+    floor from ``reference``); '' where the paper reports none."""
+    from paper import paper_gain
+
+    g = paper_gain(task)
+    if g is None or not runs:
+        return ""
+    pairs = [(r, ft_by_seed[r["seed"]]) for r in runs if r["seed"] in ft_by_seed]
+    diffs = [r["best"]["score"] - f["best"]["score"] for r, f in pairs]
+    alt = [score_in(r, g.key) - score_in(f, g.key) for r, f in pairs
+           if score_in(r, g.key) is not None and score_in(f, g.key) is not None]
+    ft = [score_in(f, g.key) for f in ft_by_seed.values()]
+    return beside_paper(task, runs[0]["metric"], diffs, alt if len(alt) == len(pairs) else None,
+                        ft if None not in ft else None, floor_in(reference, g.key))
+
+
 def ahead(diffs: List[float]) -> str:
     return f"ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds"
 
@@ -147,7 +190,8 @@ class Comparison:
         return sum(len(r.diffs) >= MIN_SEEDS_FOR_VERDICT for r in self.rows.values() if r.diffs)
 
 
-def comparison(runs: List[dict], rel: str, figure: str, score: str = "best-epoch dev score") -> Comparison:
+def comparison(runs: List[dict], rel: str, figure: str, score: str = "best-epoch dev score",
+               references: Optional[Dict[str, dict]] = None) -> Comparison:
     """Per task and method: seeds, best- and last-epoch ``score``, the paired differences to
     FT and their verdict; one sentence per method; the paired-differences figure."""
     lines = ["| task (metric) | method | seeds | best epoch | last epoch | dev loss, last epoch | paired Δ best vs FT | "
@@ -175,9 +219,9 @@ def comparison(runs: List[dict], rel: str, figure: str, score: str = "best-epoch
                 seeds_txt = ", ".join(f"{d:+.1f}" for d in diffs)
                 judge = judged(diffs)
                 if diffs:
-                    sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {verdict(diffs)} "
-                                     f"(paired Δ {diff_txt} {over_seeds(len(diffs))}"
-                                     + (f", {p_text(diffs)})." if len(diffs) >= MIN_SEEDS_FOR_VERDICT else ")."))
+                    paper = paper_clause(task, rs, ft, (references or {}).get(task)) if method == "addrop" else ""
+                    sentences.append(f"- {TASKS[task].name}, {METHOD_NAMES[method]}: {judged(diffs)}, "
+                                     f"paired Δ {diff_txt} {over_seeds(len(diffs))}" + (f"; {paper}" if paper else "") + ".")
             rows[(task, method)] = Row(rs, diffs)
             lines.append(f"| {TASKS[task].name} ({rs[0]['metric']}) | {METHOD_NAMES[method]} | {len(rs)} | "
                          f"{mean_std(best)} | {mean_std(last)} | {mean_std([dev_losses(r)[-1] for r in rs], 3)} | "
@@ -224,7 +268,7 @@ def learning_curves(runs: List[dict], rel: str, name: str) -> Tuple[List[str], O
 
 # ---------------------------------------------------------------------------- verdicts against AD-DROP
 
-VS_ADDROP_WORDS = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "within noise": "within noise of AD-DROP"}
+VS_ADDROP_WORDS = {"helps": "better than AD-DROP", "hurts": "worse than AD-DROP", "not significant": "not significantly different from AD-DROP"}
 
 
 def vs_addrop(groups: dict, study: str, task: str, method: str, addrop_study: str = "glue") -> List[float]:

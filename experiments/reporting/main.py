@@ -5,7 +5,7 @@ from typing import Dict, List
 
 from .common import Section, header
 from .load import Data, load
-from .readme import update_readme
+from .readme import EVIDENCE_LINK, evidence_text, update_readme
 from .sections import SECTIONS, STUDIES_READ
 
 HERE = Path(__file__).resolve().parents[1]  # experiments/
@@ -47,7 +47,7 @@ def main(argv=None, description: str = "") -> int:
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
     p.add_argument("--readme", default=None,
-                   help="README whose 'Does it work?' block to rewrite (default: the repository's README "
+                   help="README whose 'Does it work?' lead to rewrite (and docs/evidence.md beside it) (default: the repository's README "
                         "when --results and --out are the defaults, otherwise none; '' for none)")
     args = p.parse_args(argv)
     data = load(args.results, STUDIES_READ)
@@ -63,5 +63,8 @@ def main(argv=None, description: str = "") -> int:
         readme = HERE.parent / "README.md"
     if readme is not None:
         update_readme(readme, done)
-        print(f"{readme}: 'Does it work?' block rewritten")
+        evidence = readme.parent / EVIDENCE_LINK
+        evidence.parent.mkdir(parents=True, exist_ok=True)
+        evidence.write_text(evidence_text(done), encoding="utf-8")
+        print(f"{readme}: 'Does it work?' lead rewritten; {evidence}: the evidence page")
     return 0

@@ -33,7 +33,7 @@ def build(data: Data, rel: str, done: dict) -> Glue:
     if not runs:
         return out
     epochs = sorted({r["epochs_planned"] for r in runs})
-    out.comparison = comparison(runs, rel, "glue_paired_differences.png")
+    out.comparison = comparison(runs, rel, "glue_paired_differences.png", references=data.references)
     out.tasks = [t for t in GLUE_ORDER if out.comparison.ft(t)]
     out.seeds = sorted({r["seed"] for r in runs})
     out.regularizer_lines = regularizer_verdicts(runs, "glue")

@@ -59,7 +59,7 @@ class HFTrainer(Section):
         for method, name in (("ft", "FT"), ("addrop", "AD-DROP")):
             gap, p = a.gap(method)
             if gap is not None:
-                noise = "" if p is None else f", {'within seed noise' if p >= 0.05 else 'beyond seed noise'} (Welch p = {p:.2f})"
+                noise = "" if p is None else f", {'not significantly different' if p >= 0.05 else 'significantly different'} (Welch p = {p:.2f})"
                 parts.append(f"{name} {gap:+.1f}{noise}")
         d_t, d_f = a.diffs("trainer"), a.diffs("fairseq")
         return (f"{TASKS[a.task].name} ({a.metric}), Trainer minus fairseq CLI over seeds "
@@ -98,7 +98,7 @@ def build(data: Data, rel: str, done: dict) -> HFTrainer:
         for method, name in (("ft", "FT"), ("addrop", "AD-DROP")):
             t, f = a.scores["trainer"].get(method, {}), a.scores["fairseq"].get(method, {})
             gap, p = a.gap(method)
-            judge = "–" if p is None else f"{'within seed noise' if p >= 0.05 else 'differs'} (p = {p:.2f})"
+            judge = "–" if p is None else f"{'not significantly different' if p >= 0.05 else 'differs'} (p = {p:.2f})"
             lines.append(f"| {TASKS[a.task].name} ({a.metric}) | {name} | {', '.join(f'{t[k]:.1f}' for k in sorted(t))} | "
                          f"{mean_std(list(t.values()))} | {mean_std(list(f.values()))} | "
                          f"{'–' if gap is None else f'{gap:+.1f}'} | {judge} |")

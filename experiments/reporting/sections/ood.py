@@ -6,7 +6,8 @@ from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 import studies
-from stats import MIN_SEEDS_FOR_VERDICT, judged, mean_std, over_seeds, verdict
+from paper import paper_gain
+from stats import MIN_SEEDS_FOR_VERDICT, beside_paper, judged, mean_std, over_seeds, p_text, verdict
 from tasks import TASKS
 
 from .. import figures as plots
@@ -15,8 +16,6 @@ from ..load import Data
 
 STUDIES = ("ood",)
 FIGURE = "ood_accuracy.png"
-# the paper's Table 6 (RoBERTa-base, trained on the full MNLI / QQP; PAWS-X English test_2k)
-PAPER = {"hans": (69.83, 70.49), "paws": (47.90, 51.25)}
 OOD_NAMES = {"hans": "HANS (30,000 pairs)", "paws": "PAWS-Wiki test (8,000 pairs; standing in for PAWS-X English test)"}
 HANS_GROUPS = ("lexical_overlap", "subsequence", "constituent")
 LABEL_NAMES = {"paws": {"0": "not paraphrase (0)", "1": "paraphrase (1)"}}  # PAWS's files give 0/1; HANS names its labels
@@ -91,9 +90,9 @@ class Ood(Section):
                 return f"{m.name}: no pair yet"
             v = f": {verdict(d)}" if len(d) >= MIN_SEEDS_FOR_VERDICT else ""
             return f"{m.name} FT {mean_std(list(m.ft.values()))}, AD-DROP Δ {mean_std(d)} {over_seeds(len(d))}{v}"
-        ft, ad = PAPER[t.ood]
+        g = paper_gain(t.ood)
         text = (f"{t.title}: {part(t.dev)}; {part(t.overall)} (the paper's "
-                f"RoBERTa-base, full training set: {ft:.2f} -> {ad:.2f}, {ad - ft:+.2f})")
+                f"RoBERTa-base, full training set: {g.ft:.2f} -> {g.addrop:.2f}, {g.gain:+.2f})")
         if t.unbalanced and t.balanced:  # on a balanced set it is the accuracy
             text += f"; {part(t.balanced)} ({t.floor})"
         return text + (f"; {CHANCE_WORDS}" if t.at_chance else "")
@@ -135,8 +134,9 @@ def floor(ood: str, sample: dict) -> Tuple[Optional[str], Optional[float]]:
 
 
 def label_shift(t: "TaskResult") -> Optional[str]:
-    """Where AD-DROP's per-gold-label differences pull opposite ways, each by more than its overall
-    difference: it changed which label it predicts more than how well it tells them apart."""
+    """Where AD-DROP's mean per-gold-label differences have opposite signs, each larger than its
+    overall difference: what was measured, each with its own test (a shift in the predicted label
+    would look like this; with few seeds it is not shown)."""
     gold = [m for m in t.gold if m.diffs]
     if len(gold) != 2 or not t.overall.diffs:
         return None
@@ -144,17 +144,14 @@ def label_shift(t: "TaskResult") -> Optional[str]:
     overall = abs(statistics.mean(t.overall.diffs))
     if means[0] * means[1] >= 0 or min(abs(x) for x in means) <= overall:
         return None
-    parts = " and ".join(f"{x:+.1f} on {m.name[len(f'{t.ood} gold '):]}" for m, x in zip(gold, means))
-    out = (f"Per gold label, AD-DROP's differences pull opposite ways ({parts}): it changes which label it "
-           "predicts more than how well it tells the two apart")
-    if t.unbalanced:
-        out += "; on a set this unbalanced raw accuracy rewards that shift, the balanced accuracy row does not"
-    return out + "."
-
-
-def clause(v: str) -> str:
-    """A verdict after "AD-DROP": helps, hurts, is within noise."""
-    return f"is {v}" if v == "within noise" else v
+    parts = "; ".join(f"{x:+.1f} on {m.name[len(f'{t.ood} gold '):]}, {judged(m.diffs)}" for m, x in zip(gold, means))
+    significant = sum(verdict(m.diffs) in ("helps", "hurts") for m in gold)
+    return (f"Measured per gold label: AD-DROP's mean differences have opposite signs, each larger than the overall "
+            f"{statistics.mean(t.overall.diffs):+.1f} ({parts}); a shift in which label it predicts would look like "
+            "this, " + ("but neither difference is significant, so no shift is shown." if not significant else
+                        f"and {significant} of the two differences is significant.")
+            + (" On a set this unbalanced raw accuracy rewards such a shift; the balanced accuracy row does not."
+               if t.unbalanced else ""))
 
 
 CHANCE_WORDS = ("both methods are at chance on the OOD set (balanced accuracy within 2 points of 50): neither model "
@@ -166,7 +163,7 @@ def balanced_words(t: "TaskResult") -> str:
     m = t.balanced
     if not t.unbalanced or m is None or len(m.diffs) < MIN_SEEDS_FOR_VERDICT:
         return ""
-    return f", and {clause(verdict(m.diffs))} on balanced accuracy (mean Δ {statistics.mean(m.diffs):+.2f})"
+    return f"; on balanced accuracy: {judged(m.diffs)}, mean Δ {statistics.mean(m.diffs):+.2f}"
 
 
 def task_result(task: str, runs: List[dict]) -> TaskResult:
@@ -246,15 +243,17 @@ def build(data: Data, rel: str, done: dict) -> Ood:
         shift = label_shift(t)
         if shift:
             lines += [shift, ""]
-        ft, ad = PAPER[t.ood]
-        lines += [f"The paper's Table 6 (RoBERTa-base trained on the whole training set; PAWS-X English test_2k for "
-                  f"PAWS): {t.ood.upper()} FT {ft:.2f}, AD-DROP {ad:.2f} ({ad - ft:+.2f}). Not comparable in level "
-                  "(another model, 1000 training examples here, another PAWS test set); the sign is what is compared.", ""]
+        g = paper_gain(t.ood)
+        d = t.overall.diffs
+        beside = beside_paper(t.ood, "accuracy", d, ft_scores=list(t.overall.ft.values()), floor=t.floor_share) \
+            if d else g.label()
+        lines += [f"Beside the paper: {beside}. Not comparable in level (another model, 1000 training examples here"
+                  + (", another PAWS test set" if t.ood == "paws" else "") + ").", ""]
         d = t.overall.diffs
         if len(d) >= MIN_SEEDS_FOR_VERDICT:
-            dev = clause(verdict(t.dev.diffs)) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else "is not yet judged"
-            lines += [f"In words: on {t.ood.upper()} AD-DROP {clause(verdict(d))} against FT (mean Δ "
-                      f"{statistics.mean(d):+.2f} {over_seeds(len(d))}){balanced_words(t)}; in distribution it {dev}.", ""]
+            dev = judged(t.dev.diffs) if len(t.dev.diffs) >= MIN_SEEDS_FOR_VERDICT else "not yet judged"
+            lines += [f"In words: on {t.ood.upper()}, AD-DROP against FT: {judged(d)}, mean Δ "
+                      f"{statistics.mean(d):+.2f} {over_seeds(len(d))}{balanced_words(t)}; in distribution: {dev}.", ""]
     data_for_plot = {t.title: points(t) for t in out.tasks.values()}
     if any(p for pts in data_for_plot.values() for p in pts.values()):
         floors = {t.title: t.floor_share for t in out.tasks.values() if t.floor_share}

@@ -6,11 +6,11 @@ from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 import studies
-from stats import MIN_SEEDS_FOR_VERDICT, mean_std, over_seeds, p_text, verdict
+from stats import MIN_SEEDS_FOR_VERDICT, judged, mean_std, over_seeds, verdict
 from tasks import TASKS
 
 from .. import figures as plots
-from ..common import GLUE_ORDER, Figure, Section, dev_losses
+from ..common import GLUE_ORDER, Figure, Section, dev_losses, paper_clause
 from ..load import Data
 
 STUDIES = ("protocol",)
@@ -29,6 +29,7 @@ class TaskResult:
     cell: Optional[Tuple[float, float]]  # AD-DROP's chosen (p, q)
     fresh: Dict[str, Dict[int, dict]]  # "ft" / "addrop" -> seed -> run
     diffs: List[float]  # AD-DROP minus FT, best-epoch dev score, same fresh seed
+    reference: Optional[dict] = None  # the task's majority-class floor (results/reference/TASK.json)
 
     @property
     def verdict(self) -> Optional[str]:
@@ -58,7 +59,8 @@ class Protocol(Section):
         if t.verdict == "helps":
             return f"{TASKS[t.task].name}: {cell} (all layers), which beat FT on fresh seeds"
         return (f"{TASKS[t.task].name}: no (p, q) has shown a gain over FT: the search's choice ({cell}) is "
-                f"{t.verdict} on fresh seeds, so the defaults (p = q = 0.3) stay")
+                f"{'shows no significant difference' if t.verdict == 'not significant' else t.verdict} on fresh "
+                "seeds, so the defaults (p = q = 0.3) stay")
 
 
 def pq(run: dict) -> Tuple[float, float]:
@@ -144,7 +146,9 @@ def verdict_sentence(t: TaskResult) -> str:
             f"ahead on {sum(d > 0 for d in t.diffs)} of {len(t.diffs)}")
     if t.verdict is None:
         return text + ": too few seeds for a verdict."
-    return text + f": {t.verdict} ({p_text(t.diffs)})."
+    seeds = sorted(set(t.fresh["ft"]) & set(t.fresh["addrop"]))
+    paper = paper_clause(t.task, [t.fresh["addrop"][s] for s in seeds], {s: t.fresh["ft"][s] for s in seeds}, t.reference)
+    return text + f": {judged(t.diffs)}" + (f"; {paper}" if paper else "") + "."
 
 
 def paper_style_sentence(t: TaskResult) -> Optional[str]:
@@ -187,6 +191,8 @@ def build(data: Data, rel: str, done: dict) -> Protocol:
     order = [t for t in (*studies.PROTOCOL_TASKS, *GLUE_ORDER) if t in present]
     order = list(dict.fromkeys(order))
     out.tasks = {t: task_result(t, runs) for t in order}
+    for t in out.tasks.values():
+        t.reference = data.references.get(t.task)
     lines = ["## protocol: the paper's protocol at CPU scale, judged on fresh seeds", "",
              "MiniLM, 1000 training examples per task, whole dev sets. Recipe for every run (both methods), each "
              "setting labelled with its source: AdamW betas (0.9, 0.999), eps 1e-6, weight decay 0.01, constant "
