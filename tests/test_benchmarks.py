@@ -1,5 +1,5 @@
 """The step benchmark still runs every criterion it times: a criterion that grows a start-up
-check (AttendOut's scoring split) must not silently break the numbers the README quotes."""
+check (AttendOut's scoring split) must not silently break the numbers docs/cost.md quotes."""
 import subprocess
 import sys
 
