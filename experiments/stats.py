@@ -182,6 +182,18 @@ class Reading:
         return f"no significant difference; effects smaller than {self.detectable:.1f} would likely go unseen"
 
 
+def short_words(r: "Reading") -> str:
+    """The reading in a few words, for the README's lead."""
+    kind = r.kind
+    if kind in ("helps", "hurts"):
+        return f"AD-DROP {kind} (paired t-test, {p_words(r.p)})"
+    if kind == "excludes paper":
+        return f"not significant, and the interval excludes the paper's {r.paper:+g}"
+    if kind == "cannot tell":
+        return f"this test cannot tell: its interval holds both 0 and the paper's {r.paper:+g}"
+    return r.words()
+
+
 def p_words(p: float) -> str:
     return "p < 0.01" if p < 0.01 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"  # 0.047 is not "0.05"
 

@@ -303,13 +303,14 @@ def test_every_docs_page_is_linked_from_the_readme():
 
 
 def test_no_long_prose_lines():
-    """Tables, code and the generated block aside, no line over 200 characters."""
+    """Tables and code aside, no line over 200 characters (the README's generated lead included;
+    docs/evidence.md is the long generated block, set aside)."""
     bad = []
     for page in project_pages():
         if page == EVIDENCE:
             continue
         for i, line, kind in prose_lines(page.read_text(encoding="utf-8")):
-            if kind == "prose" and len(line) > 200:
+            if kind in ("prose", "generated") and len(line) > 200:
                 bad.append(f"{rel(page)}:{i}: {len(line)} characters")
     assert not bad, "\n".join(bad)
 

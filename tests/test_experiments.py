@@ -868,7 +868,7 @@ def test_mt_section_pairs_the_lowest_dev_loss_with_ft_and_counts_lower_as_helpin
     assert "AD-DROP Δ 0.0 ± 0.0 over 3 seeds: not significant" in line
     assert "R-Drop Δ 0.0 ± 0.0: not significant" in line  # every row of RESULTS.md's table, not AD-DROP's alone
     assert "one of the 2 tests against FT in [RESULTS.md](experiments/RESULTS.md)'s `mt` section" in line
-    assert "lowest dev loss Δ -0.100 ± 0.001: helps (p < 0.01)" in line and "not translations yet" not in line
+    assert "lowest dev loss Δ -0.100 ± 0.001: helps (p < 0.01; 95% CI [" in line and "not translations yet" not in line
     for r in runs[:5]:
         r["test"]["best"]["len_ratio"] = 0.2  # 5 of 9 runs far from the references' length
     line = next(x for x in readme_block(runs) if x.startswith("Translation"))

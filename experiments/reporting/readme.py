@@ -8,7 +8,7 @@ import studies
 import statistics
 
 from paper import paper_gain
-from stats import fmt, in_plain_words, judged, mean_std, over_seeds, read, verdict
+from stats import fmt, in_plain_words, judged, mean_std, over_seeds, read, short_words, verdict
 from tasks import TASKS
 
 from .common import METHOD_NAMES, SHORT_NAMES, TASK_ORDER, Section, against_text, ahead, score_in
@@ -259,49 +259,50 @@ def cost_lines(cost) -> List[str]:
 EVIDENCE_LINK = "docs/evidence.md"
 
 
+def interval_text(r, metric: str) -> str:
+    lo, hi = r.ci
+    return f"Δ {r.mean:+.1f} {metric}, 95% CI [{lo:+.1f}, {hi:+.1f}], detects {r.detectable:.1f} at 80% power"
+
+
 def strongest(done: Dict[str, Section]) -> List[str]:
-    """The lead's first line: the registered test's verdict once its pairs are all in; until then
+    """The lead's verdict and scope: the registered test once its pairs are all in; until then
     the protocol study's CoLA verdict, with the registered test's progress."""
     reg, protocol = done["registered"], done["protocol"]
     cola = protocol.tasks.get(studies.REGISTERED_TASK)
-    if cola is None or not cola.diffs:
+    if cola is None or len(cola.diffs) < 2:
         return []
-    name, metric = TASKS[cola.task].name, "MCC"
-    ft = [r["best"]["score"] for r in cola.fresh["ft"].values()]
-    g = paper_gain(cola.task)
-    scope = (f"MiniLM, {studies.TRAIN_SIZE} {name} training rows, the reference code's recipe with early stopping; "
-             f"FT reaches {statistics.mean(ft):.0f} {metric} here, the paper's BERT-base FT {g.ft:g}")
+    name, g = TASKS[cola.task].name, paper_gain(cola.task)
     if reg.complete:
         r = reg.reading
-        return [f"**{name}, {r.n} paired seeds, a test registered before it ran** ({scope}): {r.numbers()} {metric}; "
-                f"{r.words()} (the paper: {g.gain:+g})."]
-    r = read(cola.diffs, g.gain)
-    return [f"**{name}, {r.n} paired fresh seeds** ({scope}): {r.numbers()} {metric}; {r.words()} "
-            f"(the paper: {g.gain:+g}). A registered test of {reg.planned} pairs, sized to see the paper's gain, is "
-            f"running: {len(reg.pairs)} of {reg.planned} pairs in."]
+        head = f"**Verdict ({name}, {r.n} paired seeds, a test registered before it ran):** {interval_text(r, g.metric)}; {short_words(r)}."
+    else:
+        r = read(cola.diffs, g.gain)
+        head = f"**Verdict ({name}, {r.n} paired seeds):** {interval_text(r, g.metric)}; {short_words(r)}."
+    ft = [x[0]["best"]["score"] for x in reg.pairs.values()] if reg.complete else \
+        [x["best"]["score"] for x in cola.fresh["ft"].values()]
+    scope = (f"**Scope:** MiniLM, {studies.TRAIN_SIZE} {name} training rows, the reference code's recipe; FT reaches "
+             f"{statistics.mean(ft):.0f} {g.metric} here, the paper's BERT-base FT {g.ft:g}."
+             + ("" if reg.complete else f" A registered {reg.planned}-pair test is running ({len(reg.pairs)} in)."))
+    return [head, scope]
 
 
 def lead(done: Dict[str, Section]) -> List[str]:
-    """The README's "Does it work?": at most five lines, generated: the strongest test's verdict
-    with its scope and interval, the other protocol task, the cost, and the link to the evidence."""
+    """The README's "Does it work?": at most five generated lines, each under 200 characters: the
+    strongest test's verdict and scope, the other protocol task, the cost, the evidence link."""
     lines = strongest(done)
-    protocol = done["protocol"]
-    for t in protocol.tasks.values():
+    for t in done["protocol"].tasks.values():
         if t.task != studies.REGISTERED_TASK and t.complete:
             g = paper_gain(t.task)
             seeds = sorted(set(t.fresh["ft"]) & set(t.fresh["addrop"]))
-            acc = [score_in(t.fresh["addrop"][s], g.key) - score_in(t.fresh["ft"][s], g.key) for s in seeds]
-            r = read(acc, g.gain)
-            lines.append(f"**{TASKS[t.task].name}, {r.n} paired fresh seeds** (the same setup, the search's cell p = "
-                         f"{t.cell[0]:g}, q = {t.cell[1]:g}): {r.numbers()} {g.metric}; {r.words()} "
-                         f"(the paper: {g.gain:+g}).")
+            r = read([score_in(t.fresh["addrop"][s], g.key) - score_in(t.fresh["ft"][s], g.key) for s in seeds], g.gain)
+            lines.append(f"**{TASKS[t.task].name}** ({r.n} pairs, p = {t.cell[0]:g}, q = {t.cell[1]:g}): "
+                         f"{interval_text(r, g.metric)}; {short_words(r)}.")
     cost = done["cost"]
     if {"ft", "ga_all"} <= set(cost.by_method):
         ratio = cost.seconds_per_update("ga_all") / cost.seconds_per_update("ft")
-        lines.append(f"**Cost**: an AD-DROP update (all layers) takes ×{ratio:.2f} a plain one (MRPC, MiniLM, one CPU "
-                     "thread); under cross-tuning only the even epochs pay it.")
-    lines.append(f"Every study, with intervals, the paper's figures and the regime beside each verdict: "
-                 f"[{EVIDENCE_LINK}]({EVIDENCE_LINK}); tables and figures: [experiments/RESULTS.md](experiments/RESULTS.md).")
+        lines.append(f"**Cost:** an AD-DROP update takes ×{ratio:.2f} a plain one (MRPC, MiniLM, CPU); "
+                     "cross-tuning pays it on even epochs only.")
+    lines.append(f"Every study, its interval, the paper's figure and the regime: [{EVIDENCE_LINK}]({EVIDENCE_LINK}).")
     return [line for pair in zip(lines, [""] * len(lines)) for line in pair][:-1]
 
 
