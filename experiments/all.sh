@@ -30,6 +30,7 @@ run regularizers --tasks ner --seeds 1,2,3 --jobs 2   # the same peers in the ne
 run protocol --jobs 2         # the paper's protocol on MRPC and CoLA: lr and p, q searched, judged on fresh seeds 4-8
 run ood --jobs 2              # MNLI -> HANS, QQP -> PAWS-Wiki at the protocol study's MRPC choice (waits for it)
 run registered --jobs 2       # the registered CoLA test: 25 more fresh seed pairs at the protocol study's choice
+run dropcheck --jobs 2        # the protocol's chosen cells, two epochs, logging the drop over attributed rows
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'FAILED: %s\n' "${failed[@]}"
     exit 1

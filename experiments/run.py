@@ -396,6 +396,9 @@ def plan(study: str, tasks: List[str], seeds: List[int], lrs: Dict[str, float], 
         choice = (studies.DEFAULT_LR, (0.3, 0.3)) if args.smoke else \
             studies.protocol_choice(tasks[0], load_study(args.protocol_results or args.results, "protocol"))
         runs = studies.STUDIES[study](tasks[:1] if study == "demo" else tasks, seeds, lrs, choice)
+    elif study == "dropcheck":  # each task's protocol choice
+        done = load_study(args.results, "protocol")
+        runs = studies.dropcheck(tasks, seeds, lrs, {t: c for t in tasks if (c := studies.protocol_choice(t, done))})
     else:
         runs = studies.STUDIES[study](tasks, seeds, lrs)
     if args.smoke and study != "smoke":
@@ -416,7 +419,7 @@ def main(argv=None) -> int:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
-    if study not in ("tune", "smoke", "protocol", "ood", "demo", "registered"):  # protocol searches its rate; ood, demo use its choice
+    if study not in ("tune", "smoke", "protocol", "ood", "demo", "registered", "dropcheck"):  # protocol searches its rate; ood, demo use its choice
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))
         if untuned:
             say(f"note: {untuned} not tuned yet (the whole lr grid of study tune): the study's default learning "

@@ -490,6 +490,24 @@ def registered(tasks, seeds, lrs: Dict[str, float], choice: Optional[Choice] = N
     return chosen_pairs("registered", tasks, seeds, choice, "the protocol study's choice", TRAIN_SIZE)
 
 
+DROPCHECK_SEED = CONFIRM_SEEDS[0]
+DROPCHECK_EPOCHS = 2  # epoch 2 is cross-tuning's first AD-DROP epoch
+
+
+def dropcheck(tasks, seeds, lrs: Dict[str, float], choices: Optional[Dict[str, Choice]] = None) -> List[Run]:
+    """The protocol study's chosen AD-DROP cells rerun for two epochs (its first AD-DROP epoch) on
+    seed 4, to log what the stored runs predate: ``addrop_drop_frac_attributed``, the dropped
+    share over query rows whose attribution is not all zero (the drop that can reach the output)."""
+    runs = []
+    for t in tasks:
+        lr, (p, q) = (choices or {}).get(t) or (DEFAULT_LR, (0.3, 0.3))
+        runs.append(Run("dropcheck", t, "addrop", DROPCHECK_SEED, addrop_flags(p, q, "all"), lr=lr, cost=1.5,
+                        train_size=TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=DROPCHECK_EPOCHS,
+                        recipe="reference", meta=(("p", f"{p:g}"), ("q", f"{q:g}")),
+                        waits_for=None if (choices or {}).get(t) else "the protocol study's choice"))
+    return runs
+
+
 NER_PQ = (0.3, 0.3)  # the paper gives no CoNLL p, q: the plugin's defaults, all layers
 
 
@@ -578,10 +596,10 @@ def epochs_confirm(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
 
 STUDIES = {"tune": tune, "glue": glue, "epochs": epochs, "epochs_confirm": epochs_confirm, "prior": prior, "cost": cost, "ablation": ablation,
            "sensitivity": sensitivity, "confirm": confirm, "ner": ner, "mt": mt, "regularizers": regularizers,
-           "protocol": protocol, "ood": ood, "demo": demo, "registered": registered, "smoke": smoke}
+           "protocol": protocol, "ood": ood, "demo": demo, "registered": registered, "dropcheck": dropcheck, "smoke": smoke}
 GLUE_TASKS = [t for t in TASKS if TASKS[t].family == "glue"]
 DEFAULT_TASKS = {"tune": [t for t in TASKS if TASKS[t].family != "ood"], "glue": GLUE_TASKS, "epochs": ["sst2", "cola"], "epochs_confirm": ["sst2"], "regularizers": GLUE_TASKS, "prior": ["mrpc"], "cost": ["mrpc"],
                  "ablation": ["cola", "sst2"], "sensitivity": ["sst2"], "confirm": ["sst2"], "ner": ["ner", "ner_scratch"],
                  "mt": ["wmt_en_ro", "wmt_tr_en"], "protocol": list(PROTOCOL_TASKS), "ood": list(OOD_TASKS), "demo": [DEMO_TASK],
-                 "registered": [REGISTERED_TASK], "smoke": ["rte"]}
-DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS, "demo": (DEMO_SEED,), "registered": REGISTERED_SEEDS}  # every other study: 1, 2, 3
+                 "registered": [REGISTERED_TASK], "dropcheck": list(PROTOCOL_TASKS), "smoke": ["rte"]}
+DEFAULT_SEEDS = {"confirm": CONFIRM_SEEDS, "epochs_confirm": CONFIRM_SEEDS, "protocol": CONFIRM_SEEDS, "demo": (DEMO_SEED,), "registered": REGISTERED_SEEDS, "dropcheck": (DROPCHECK_SEED,)}  # every other study: 1, 2, 3

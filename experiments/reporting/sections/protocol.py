@@ -13,7 +13,7 @@ from .. import figures as plots
 from ..common import GLUE_ORDER, Figure, Section, dev_losses, paper_clause
 from ..load import Data
 
-STUDIES = ("protocol",)
+STUDIES = ("protocol", "dropcheck")  # dropcheck: the chosen cells' drop over attributed rows
 FIGURE = "protocol_curves.png"
 
 
@@ -182,8 +182,40 @@ def curves(t: TaskResult) -> Dict[str, Dict[str, List[List[Tuple[int, float]]]]]
     return out
 
 
+def drop_fraction(runs: List[dict], key: str) -> Optional[float]:
+    """The mean of ``train_KEY`` over the AD-DROP epochs of ``runs`` (None where not logged)."""
+    xs = [e[f"train_{key}"] for r in runs for e in r["epochs"]
+          if e.get("train_addrop_active", 0) > 0 and f"train_{key}" in e]
+    return statistics.mean(xs) if xs else None
+
+
+def drop_sentence(t: TaskResult, checks: List[dict]) -> Optional[str]:
+    """What the chosen cell drops: the logged share of all query rows' keys, and the share over the
+    rows whose attribution is not all zero (the drop that can reach the output), where measured."""
+    if t.cell is None or not t.fresh["addrop"]:
+        return None
+    logged = drop_fraction(list(t.fresh["addrop"].values()), "addrop_drop_frac")
+    if logged is None:
+        return None
+    text = (f"Drop at the chosen cell (p = {t.cell[0]:g}, q = {t.cell[1]:g}): on AD-DROP epochs the fresh-seed runs log "
+            f"`addrop_drop_frac` {logged:.3f} (over every query row; rows whose attribution is all zero, most rows of "
+            "a classifier's last layer, tie and are dropped at rate q without reaching the loss)")
+    stored = drop_fraction(list(t.fresh["addrop"].values()), "addrop_drop_frac_attributed")
+    mine = [r for r in checks if r["task"] == t.task and (float(r["meta"]["p"]), float(r["meta"]["q"])) == t.cell]
+    check = drop_fraction(mine, "addrop_drop_frac_attributed")
+    if stored is not None:
+        return text + f"; over rows with a nonzero attribution: `addrop_drop_frac_attributed` {stored:.3f}."
+    if check is not None:
+        same = drop_fraction(mine, "addrop_drop_frac")
+        return (text + "; the stored runs predate `addrop_drop_frac_attributed`: a two-epoch rerun of seed "
+                f"{mine[0]['seed']} with the stored command (study `dropcheck`) logs {check:.3f} over rows with a "
+                f"nonzero attribution, against `addrop_drop_frac` {same:.3f} in the same run.")
+    return text + "; the share over rows with a nonzero attribution was not logged in these runs."
+
+
 def build(data: Data, rel: str, done: dict) -> Protocol:
-    runs = data.study(*STUDIES)
+    runs = data.study("protocol")
+    checks = data.study("dropcheck")
     out = Protocol()
     if not runs:
         return out
@@ -231,6 +263,9 @@ def build(data: Data, rel: str, done: dict) -> Protocol:
                       + (f"p = {t.cell[0]:g}, q = {t.cell[1]:g}" if t.cell else "(its search has not finished)") + ":", ""]
             lines += fresh_table(t) + [""]
         lines += ["Verdict: " + verdict_sentence(t), ""]
+        drop = drop_sentence(t, checks)
+        if drop:
+            lines += [drop, ""]
         paper = paper_style_sentence(t)
         if paper:
             lines += ["Selection effect: " + paper, ""]
