@@ -101,7 +101,7 @@ def load_checkpoint(checkpoint: str, data=None):
         raise ValueError(f"--checkpoint {checkpoint}: {refusal(e)}") from None
     except Exception as e:  # random bytes, a text file: torch's unpickler fails in odd ways (IndexError, KeyError)
         detail = (str(e).strip().splitlines() or [""])[0]
-        raise ValueError(f"--checkpoint {checkpoint}: not a checkpoint torch can read "
+        raise ValueError(f"--checkpoint {checkpoint}: not a fairseq checkpoint "
                          f"({type(e).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(state, dict) or "model" not in state or \
             (state.get("cfg") is None and state.get("args") is None):

@@ -52,12 +52,16 @@ def add_criterion_options(group) -> None:
     from fairseq.dataclass.utils import gen_parser_from_dataclass
 
     from .criterions.addrop_ce import ADDropCriterionConfig
+    from .criterions.site_criterion import checked_type
+    from .options import ADDROP_CHECKS, flag_of
 
     fairseq_train = argparse.ArgumentParser(add_help=False)
     gen_parser_from_dataclass(fairseq_train, ADDropCriterionConfig(), delete_default=True)
     for action in fairseq_train._actions:
         if action.dest.startswith("addrop_") and action.dest not in NOT_FOR_ONE_STEP:
             action.default = None
+            if action.dest in ADDROP_CHECKS:  # a bad value is a usage error, as in fairseq-train
+                action.type = checked_type(action.type or str, ADDROP_CHECKS[action.dest], flag_of(action.dest))
             group._add_action(action)
 
 
