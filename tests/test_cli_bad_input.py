@@ -280,3 +280,91 @@ def test_run_py_every_study_accepts_its_own_default_tasks():
     for study, tasks in studies.DEFAULT_TASKS.items():
         assert {TASKS[t].family for t in tasks} <= set(run.study_families(study)), study
     assert json.dumps(sorted(run.STUDY_FAMILIES)) and set(run.STUDY_FAMILIES) <= set(studies.STUDIES)
+
+
+# ------------------------------------------------------------------------------ console scripts (item 5)
+
+
+def console_scripts():
+    """setup.py's ``console_scripts``: [(name, module, function)]."""
+    import ast
+
+    call = next(n for n in ast.walk(ast.parse((REPO / "setup.py").read_text())) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") == "setup")
+    entry = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
+    out = []
+    for spec in entry["console_scripts"]:
+        name, target = (x.strip() for x in spec.split("="))
+        module, function = target.split(":")
+        out.append((name, module, function))
+    return out
+
+
+SCRIPTS = console_scripts()
+
+
+def installed(name) -> "hb.Path":
+    """The wrapper pip installed beside this Python (a pyenv shim on PATH would re-pick a Python)."""
+    return hb.Path(sys.executable).parent / name
+
+
+def test_setup_console_scripts_are_installed_and_name_callables():
+    import importlib
+    import inspect
+
+    assert {n for n, _, _ in SCRIPTS} == {"addrop-tag", "addrop-tagging-preprocess", "addrop-hf-preprocess",
+                                          "addrop-explain", "addrop-evaluate"}
+    for name, module, function in SCRIPTS:
+        fn = getattr(importlib.import_module(module), function)
+        assert callable(fn) and list(inspect.signature(fn).parameters) == ["argv"], name
+        wrapper = installed(name).read_text()
+        assert f"from {module} import {function}" in wrapper and f"sys.exit({function}())" in wrapper, name
+
+
+@pytest.fixture(scope="module")
+def script_runs(hf, tagger, tmp_path_factory, shared_data):  # noqa: F811
+    """Each console script with a valid input: {name: argv}."""
+    root = tmp_path_factory.mktemp("scripts")
+    hb.conll_slice(shared_data / "conll2003" / "train.txt", root / "train.txt", 12)
+    conll = root / "in.txt"
+    conll.write_text("EU B-ORG\nrejects O\nGerman B-MISC\n", encoding="utf-8")
+    return {
+        "addrop-tagging-preprocess": ["--train", root / "train.txt", "--destdir", root / "tagbin"],
+        "addrop-hf-preprocess": ["--model-dir", hf["bert"], "--task", "sentence_prediction", "--trainpref",
+                                 hf["root"] / "raw" / "train", "--destdir", root / "hfbin"],
+        "addrop-tag": ["--checkpoint", tagger / "checkpoint.pt", "--input", conll, "--output", root / "out.txt",
+                       "--cpu"],
+        "addrop-explain": ["--checkpoint", tagger / "checkpoint.pt", "--text", "EU rejects German",
+                           "--out", root / "explain.png"],
+        "addrop-evaluate": ["--checkpoint", hf["ckpt"], "--input", hf["tsv"], "--output", root / "scores.json",
+                            "--cpu"],
+        "root": root,
+    }
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in SCRIPTS])
+def test_console_script_exits_0_on_success(name, script_runs):
+    """The installed wrapper itself (``sys.exit(main())``) run by this Python, the checkout first on
+    sys.path: exit status 0 (``addrop-evaluate`` returned its scores: status 1, the dict on stderr)."""
+    proc = subprocess.run([sys.executable, str(installed(name)), *map(str, script_runs[name])],
+                          cwd=script_runs["root"], env=cli_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "{'checkpoint'" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in SCRIPTS])
+def test_console_script_error_exits_1_with_one_line(name, tmp_path):
+    """A missing input file: status 1 and one ``error:`` line (argparse's usage errors: 2)."""
+    gone = tmp_path / "gone"
+    argv = {"addrop-tagging-preprocess": ["--train", gone, "--destdir", tmp_path / "d"],
+            "addrop-hf-preprocess": ["--model-dir", gone, "--task", "sentence_prediction", "--trainpref", gone,
+                                     "--destdir", tmp_path / "d"],
+            "addrop-tag": ["--checkpoint", gone, "--input", gone],
+            "addrop-explain": ["--checkpoint", gone, "--text", "a b"],
+            "addrop-evaluate": ["--checkpoint", gone, "--input", gone]}[name]
+    proc = subprocess.run([sys.executable, str(installed(name)), *map(str, argv)], cwd=tmp_path, env=cli_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
