@@ -13,6 +13,7 @@ from test_cli_core import ADDROP, COMMON, PLUGIN, TINY, enro, epoch_lines, free_
 
 DRIVER = r'''
 import hashlib, json, sys
+from fairseq_cli.train import cli_main  # first: it sets fairseq's log format before fairseq is imported
 import torch
 from fairseq import trainer as fairseq_trainer
 
@@ -27,7 +28,6 @@ def recorded(self, *args, **kwargs):
     return result
 
 fairseq_trainer.Trainer.train_step = recorded
-from fairseq_cli.train import cli_main
 sys.argv = ["fairseq-train", *argv]
 try:
     cli_main()
