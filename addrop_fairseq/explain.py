@@ -19,6 +19,7 @@ A ``sequence_tagging`` input is the words separated by spaces. Translation is no
 """
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -39,7 +40,8 @@ def get_parser():
     p.add_argument("--layer", type=int, default=0, help="layer to draw (default 0)")
     p.add_argument("--head", type=int, default=0, help="head to draw (default 0)")
     p.add_argument("--seed", type=int, default=1, help="torch seed before the step (dropout and Eq. 7's draws)")
-    p.add_argument("--out", default="explain.png", help="the PNG to write; the JSON goes next to it")
+    p.add_argument("--out", default="explain.png", help="the PNG to write (a folder: explain.png in it); "
+                                                       "the JSON goes next to it")
     add_criterion_options(p.add_argument_group("criterion options (default: the checkpoint's addrop_ce options)"))
     return p
 
@@ -50,12 +52,16 @@ def add_criterion_options(group) -> None:
     from fairseq.dataclass.utils import gen_parser_from_dataclass
 
     from .criterions.addrop_ce import ADDropCriterionConfig
+    from .criterions.site_criterion import checked_type
+    from .options import ADDROP_CHECKS, flag_of
 
     fairseq_train = argparse.ArgumentParser(add_help=False)
     gen_parser_from_dataclass(fairseq_train, ADDropCriterionConfig(), delete_default=True)
     for action in fairseq_train._actions:
         if action.dest.startswith("addrop_") and action.dest not in NOT_FOR_ONE_STEP:
             action.default = None
+            if action.dest in ADDROP_CHECKS:  # a bad value is a usage error, as in fairseq-train
+                action.type = checked_type(action.type or str, ADDROP_CHECKS[action.dest], flag_of(action.dest))
             group._add_action(action)
 
 
@@ -128,6 +134,24 @@ def encode(model, task, bpe, text: str, pair: Optional[str]):
     if pair:
         ids += ([task.cfg.separator_token] if task.cfg.separator_token is not None else []) + line(pair)
     return torch.tensor(ids), [d[i] for i in ids], None
+
+
+def longest_input(model, task) -> Optional[int]:
+    """The most tokens the model reads (the task's and the model's limits), None if neither says."""
+    limits = []
+    for limit in (task.max_positions(), model.max_positions()):
+        if isinstance(limit, int) and limit > 0:
+            limits.append(limit)
+    return min(limits) if limits else None
+
+
+def output_path(out: str) -> Path:
+    """``--out``: a folder (one that exists, or any path ending in /) gets ``explain.png`` in it,
+    a name without a suffix gets ``.png`` (what matplotlib would write)."""
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        return Path(out) / "explain.png"
+    path = Path(out)
+    return path if path.suffix else path.with_suffix(".png")
 
 
 def build_sample(task, criterion, ids, labelled, label: Optional[str]):
@@ -241,8 +265,14 @@ def draw(site: Dict, tokens: List[str], head: int, path: Path, title: str) -> No
 def work(args) -> Dict:
     if not args.text.split():
         raise ValueError("--text is empty: give the sentence to explain (sequence_tagging: its words)")
+    out = output_path(args.out)
     model, task, criterion, bpe = load(args)
     ids, tokens, labelled = encode(model, task, bpe, args.text, args.text_pair)
+    limit = longest_input(model, task)
+    if limit is not None and len(ids) > limit:
+        given = "--text and --text-pair" if args.text_pair else "--text"
+        raise ValueError(f"{given}: {len(ids)} tokens, the model reads at most {limit}: give a shorter text "
+                         "(AD-DROP's masks are drawn on the whole input, so it is not truncated)")
     sample = build_sample(task, criterion, ids, labelled, args.label)
     result = explain(model, task, criterion, sample, args.seed)
     chosen = [s for s in result["sites"] if s["site"].layer == args.layer]
@@ -256,7 +286,6 @@ def work(args) -> Dict:
         raise ValueError(f"--head {args.head}: layer {args.layer} has heads 0-{heads - 1}")
     cfg = criterion.cfg
     prediction = describe_prediction(task, criterion, result["prediction"], labelled)
-    out = Path(args.out)
     draw(site, tokens, args.head, out,
          f"{site['site'].name}, head {args.head} | {cfg.addrop_attribution}, {cfg.addrop_labels} labels, "
          f"drop {cfg.addrop_drop}, p={cfg.addrop_p:g} q={cfg.addrop_q:g}, seed {args.seed} | prediction: {prediction}")

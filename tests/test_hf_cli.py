@@ -194,7 +194,7 @@ def test_evaluate_scores_a_checkpoint_per_group_as_one_example_at_a_time(runs, s
     path, rows = _hans_rows(shared_data, tmp_path)
     ckpt = str(runs["root"] / "ckpt" / "bert" / "checkpoint_last.pt")
     out = tmp_path / "hans.json"
-    result = evaluate.main(["--checkpoint", ckpt, "--input", str(path), "--label-column", "gold_label",
+    result = evaluate.run(["--checkpoint", ckpt, "--input", str(path), "--label-column", "gold_label",
                             "--group-column", "heuristic", "--label-map", "not_entailment=non-entailment",
                             "--batch-size", "5", "--max-length", "96", "--output", str(out), "--cpu"])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))

@@ -46,6 +46,22 @@ class _HFClassifier(HFSitesMixin, BaseFairseqModel):
         self.pad, self.eos = dictionary.pad(), dictionary.eos()
         self.segments = (getattr(hf.config, "type_vocab_size", 0) or 0) > 1
         self._max_positions = max_positions
+        # transformers' report of the weights --hf-model-dir lacks (the new head): printed at the
+        # first training forward, unless a fairseq checkpoint's state replaced them first
+        self._load_report = getattr(hf, "addrop_load_report", None)
+        self._fresh_keys = ["hf." + k for k in getattr(hf, "addrop_fresh_keys", [])]
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        out = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+        if all(k in state_dict for k in self._fresh_keys):
+            self._load_report = None  # the checkpoint's weights, not newly initialized ones
+        return out
+
+    def _report_fresh_weights(self) -> None:
+        if self._load_report is not None and self.training:
+            logger.warning("%s: weights not in --hf-model-dir, newly initialized for training:\n%s",
+                           type(self).__name__, self._load_report)
+            self._load_report = None
 
     @property
     def device_anchor(self):
@@ -68,7 +84,7 @@ class _HFClassifier(HFSitesMixin, BaseFairseqModel):
     @classmethod
     def _load(cls, cfg, task, auto_class, dictionary, **config_kwargs):
         tokenizer, (vmap,) = load_hf_tokenizer(cfg, [(dictionary, "source dictionary")])
-        hf = load_hf_model(cfg, auto_class, **config_kwargs)
+        hf = load_hf_model(cfg, auto_class, hold_report=True, **config_kwargs)
         vmap.check_model_size(hf.get_input_embeddings().num_embeddings)
         return hf, tokenizer, vmap
 
@@ -93,6 +109,7 @@ class HFTokenClassifier(_HFClassifier):
         return cls(hf, tokenizer, task.source_dictionary, vmap, max_positions_of(hf.config))
 
     def forward(self, src_tokens, src_lengths=None, **kwargs):
+        self._report_fresh_weights()
         tokens, back = right_align(src_tokens, self.pad)
         logits = self.hf(**self.hf_inputs(tokens), return_dict=True).logits
         if back is not None:
@@ -119,6 +136,13 @@ class HFSequenceClassifier(_HFClassifier):
     @classmethod
     def build_model(cls, cfg, task):
         tcfg = task.cfg
+        doubled = [flag for flag, field in (("--init-token", "init_token"), ("--separator-token", "separator_token"))
+                   if getattr(tcfg, field, None) is not None]
+        if doubled:
+            raise ValueError(
+                f"hf_sequence_classifier: drop {' and '.join(doubled)} (fairseq RoBERTa's flags): addrop-hf-preprocess "
+                "already wrote the tokenizer's own [CLS]/<s> and [SEP]/</s>, and the task would add them again"
+            )
         regression = bool(getattr(tcfg, "regression_target", False))
         num_labels = getattr(tcfg, "num_classes", None)
         if num_labels is None or num_labels < 1:
@@ -152,8 +176,10 @@ class HFSequenceClassifier(_HFClassifier):
         return {name: head for name in self._head_names}
 
     def forward(self, src_tokens, src_lengths=None, features_only=False, classification_head_name=None, **kwargs):
-        if classification_head_name is not None and self._head_names and classification_head_name not in self._head_names:
+        if classification_head_name is not None and self._head_names and \
+                classification_head_name not in self._head_names:
             raise ValueError(f"hf_sequence_classifier: no classification head {classification_head_name!r}")
+        self._report_fresh_weights()
         tokens, _ = right_align(src_tokens, self.pad)
         logits = self.hf(**self.hf_inputs(tokens), return_dict=True).logits
         return logits, {}

@@ -14,8 +14,9 @@ The tensor helpers turn fairseq batches into what HF models expect: :func:`right
 (BERT-like sentence pairs).
 """
 import json
+import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -85,8 +86,29 @@ def load_hf_tokenizer(cfg, dictionaries):
     return tokenizer, maps
 
 
-def load_hf_model(cfg, auto_class: str, **config_kwargs):
-    """The HF model of ``cfg.hf_model_dir`` (fp32, local files only), or a ValueError naming the mismatch."""
+class HeldLoadReport(logging.Filter):
+    """Holds back transformers' load report (weights MISSING / MISMATCHED "newly initialized") while
+    :func:`load_hf_model` runs, for the wrapper to print only if it is still true: a fairseq
+    checkpoint's state, loaded right after the build, replaces those weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: List[str] = []
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" in message or "newly initialized" in message:
+            self.messages.append(message)
+            return False
+        return True
+
+
+def load_hf_model(cfg, auto_class: str, hold_report: bool = False, **config_kwargs):
+    """The HF model of ``cfg.hf_model_dir`` (fp32, local files only), or a ValueError naming the mismatch.
+
+    ``hold_report``: transformers' report of the weights the folder lacks is not logged but kept
+    on the model as ``addrop_load_report`` (text, or None) with their names ``addrop_fresh_keys``.
+    """
     tf = _compat.transformers()
     model_dir = cfg.hf_model_dir
     overrides = json.loads(cfg.hf_config_overrides) if cfg.hf_config_overrides else {}
@@ -102,7 +124,20 @@ def load_hf_model(cfg, auto_class: str, **config_kwargs):
     kwargs = {"config": config, "local_files_only": True, "dtype": torch.float32}
     if cfg.hf_attn_implementation:
         kwargs["attn_implementation"] = cfg.hf_attn_implementation
-    return auto.from_pretrained(model_dir, ignore_mismatched_sizes=True, **kwargs)
+    if not hold_report:
+        return auto.from_pretrained(model_dir, ignore_mismatched_sizes=True, **kwargs)
+    held = HeldLoadReport()
+    hf_logger = logging.getLogger("transformers.modeling_utils")
+    hf_logger.addFilter(held)
+    try:
+        hf, info = auto.from_pretrained(model_dir, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs)
+    finally:
+        hf_logger.removeFilter(held)
+    keys = (*info.get("missing_keys", ()), *info.get("mismatched_keys", ()))  # mismatched: (name, shapes)
+    fresh = {k if isinstance(k, str) else k[0] for k in keys}
+    hf.__dict__["addrop_fresh_keys"] = sorted(fresh)
+    hf.__dict__["addrop_load_report"] = "\n".join(held.messages) or None
+    return hf
 
 
 def max_positions_of(config) -> int:

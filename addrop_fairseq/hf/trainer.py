@@ -66,6 +66,12 @@ def _checkpointing(args, model) -> bool:
     return False
 
 
+CHECKPOINTING_REFUSED = (
+    "AD-DROP cannot be combined with gradient checkpointing: checkpointed layers are recomputed "
+    "in the backward pass without the attention masks. Set activation_checkpointing (gradient_checkpointing) to False."
+)
+
+
 class ADDropMixin:
     """AD-DROP's step, schedule and metrics for a ``Trainer`` subclass (see the module docstring)."""
 
@@ -80,10 +86,7 @@ class ADDropMixin:
         if self.addrop_kind.name == "regression" and self.addrop_args.addrop_labels == "gold":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         if _checkpointing(self.args, model):
-            raise ValueError(
-                "AD-DROP cannot be combined with gradient checkpointing: checkpointed layers are recomputed "
-                "in the backward pass without the attention masks. Set activation_checkpointing (gradient_checkpointing) to False."
-            )
+            raise ValueError(CHECKPOINTING_REFUSED)
         self.addrop_sites = None
         if self.addrop_args.addrop_schedule != "never":
             try:
@@ -121,6 +124,8 @@ class ADDropMixin:
         with each site's attribution and mask)."""
         selected = self.addrop_sites
         unwrapped = self.accelerator.unwrap_model(model)
+        if _checkpointing(self.args, unwrapped):  # switched on after __init__ (train() itself, or by hand)
+            raise ValueError(CHECKPOINTING_REFUSED)
         attributions = self.addrop.attribute(self.addrop_kind, unwrapped, inputs, selected, tile_batch)
         drop = self.addrop.masks(attributions, keep=keep)
         query_valid = self.addrop_kind.query_valid(inputs, selected)

@@ -18,7 +18,14 @@ unknown words included. When the last column holds gold tags, prints seqeval's r
 import sys
 from typing import List, Optional
 
-from ..command_line import checkpoint_parser, load_checkpoint, run_command
+from ..command_line import (
+    check_input_file,
+    check_output_file,
+    checkpoint_parser,
+    load_checkpoint,
+    positive_int,
+    run_command,
+)
 from . import schemes
 from .conll import read_conll, with_column
 
@@ -30,7 +37,7 @@ def get_parser():
     p.add_argument("--tag-scheme", default="auto", choices=["auto", *schemes.SCHEMES],
                    help="scheme of the gold tags and of the written predictions")
     p.add_argument("--no-gold", action="store_true", help="the last column is not a gold tag")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sentences per forward pass")
     p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
     return p
 
@@ -127,6 +134,9 @@ def run(argv=None) -> Optional[dict]:
 
 
 def work(args) -> Optional[dict]:
+    check_input_file(args.input, "--input")
+    if args.output != "-":
+        check_output_file(args.output, "--output")  # before the work, not after tagging everything
     conll = read_input(args.input, gold=False if args.no_gold else None)
     if not conll.sentences:
         raise InputError(f"{args.input}: no sentences")
