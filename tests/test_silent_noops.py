@@ -297,3 +297,30 @@ def test_fairseq_train_warns_when_cross_tuning_never_reaches_addrop(sp_bin, tmp_
     else:
         assert START not in out and END not in out, out[-4000:]
         assert re.search(r"addrop_active=1\b", out), out[-4000:]  # an AD-DROP update ran
+
+
+def test_the_fairseq_internals_the_plan_warning_reads():
+    """What the fairseq warning relies on (pinned fairseq): the criterion's config has the
+    training config as its parent (``merge_with_parent``), the task makes the training
+    iterator through ``get_batch_iterator(dataset=...)`` over ``train_subset``, and the
+    training loop stops at ``--max-update`` / ``--max-epoch``."""
+    import inspect
+
+    from fairseq.tasks import FairseqTask
+    from fairseq.trainer import Trainer
+
+    assert list(inspect.signature(FairseqTask.get_batch_iterator).parameters)[:2] == ["self", "dataset"]
+    source = inspect.getsource(Trainer.get_train_iterator)
+    assert "self.task.get_batch_iterator(" in source
+    assert "dataset=self.task.dataset(self.cfg.dataset.train_subset)" in source
+
+
+def test_the_criterion_sees_the_training_config_and_iterator(sp_bin):
+    cfg, task, model, crit = build(sp_bin, TINY_ROBERTA + ["--num-classes", "2", "--criterion", "addrop_ce",
+                                                           "--max-epoch", "1", "--batch-size", "4",
+                                                           "--required-batch-size-multiple", "1"],
+                                   task="sentence_prediction", arch="roberta")
+    assert crit._setting("optimization.max_epoch", 0) == 1
+    task.load_dataset("train")
+    itr = task.get_batch_iterator(task.dataset("train"), max_sentences=4)
+    assert crit._train_itr is itr and len(itr) == 6
