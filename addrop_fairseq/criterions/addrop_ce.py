@@ -89,6 +89,7 @@ class ADDropCriterion(SiteCriterion):
         self._train_itr = None  # the training split's EpochBatchIterator (made_batch_iterator)
         self._addrop_runs = 0  # AD-DROP micro-batches of this training
         self._plan_told = self._end_told = False
+        self._stops = None  # (max_epoch, max_update), read once
 
     def addrop_now(self) -> bool:
         return schedule.addrop_active(
@@ -121,8 +122,14 @@ class ADDropCriterion(SiteCriterion):
         left = math.ceil(max(batches - itr.iterations_in_epoch, 0) / freq) + 1
         return left, math.ceil(batches / freq)
 
+    def _limits(self):
+        """(--max-epoch, --max-update) of the training config (0: no limit)."""
+        if self._stops is None:
+            self._stops = (int(self._setting("optimization.max_epoch", 0)), int(self._setting("optimization.max_update", 0)))
+        return self._stops
+
     def _flags(self) -> str:
-        max_epoch, max_update = self._setting("optimization.max_epoch", 0), self._setting("optimization.max_update", 0)
+        max_epoch, max_update = self._limits()
         stops = [f"--max-epoch {max_epoch}"] if max_epoch else []
         stops += [f"--max-update {max_update}"] if max_update else []
         period = self.cfg.addrop_cross_period
@@ -150,10 +157,10 @@ class ADDropCriterion(SiteCriterion):
         if not self._cross_can_skip() or self._root is None:
             return
         left, per_epoch = self._epoch_updates()
-        planned = schedule.addrop_planned(
-            "cross", self.cfg.addrop_cross_period, self.epoch, self.num_updates,
-            max_epoch=self._setting("optimization.max_epoch", 0), max_update=self._setting("optimization.max_update", 0),
-            left_in_epoch=left, updates_per_epoch=per_epoch)
+        max_epoch, max_update = self._limits()
+        planned = schedule.addrop_planned("cross", self.cfg.addrop_cross_period, self.epoch, self.num_updates,
+                                          max_epoch=max_epoch, max_update=max_update, left_in_epoch=left,
+                                          updates_per_epoch=per_epoch)
         if planned is False and self._master():
             logger.warning(
                 "AD-DROP will not run in this training: %s%s. Set --addrop-cross-period N (alternate every N updates) "
@@ -166,7 +173,7 @@ class ADDropCriterion(SiteCriterion):
         if self._end_told or not self._cross_can_skip() or self._root is None:
             return
         done = update_num + 1
-        max_epoch, max_update = self._setting("optimization.max_epoch", 0), self._setting("optimization.max_update", 0)
+        max_epoch, max_update = self._limits()
         itr = self._train_itr
         last = bool(max_update and done >= max_update) or bool(
             max_epoch and self.epoch >= max_epoch and itr is not None and itr.end_of_epoch())

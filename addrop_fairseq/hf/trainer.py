@@ -153,8 +153,9 @@ class ADDropMixin:
         period = self.addrop_args.addrop_cross_period
         runs = (f"AD-DROP runs in steps [{period}, {2 * period}), ..." if period
                 else "AD-DROP runs from epoch 2 (odd epochs are plain fine-tuning)")
-        return (f"cross-tuning (addrop_schedule='cross') trains plain first: {runs}, and training stops at "
-                f"num_train_epochs={self.args.num_train_epochs:g} / max_steps={self.args.max_steps}")
+        stop = (f"max_steps={self.args.max_steps}" if self.args.max_steps > 0
+                else f"num_train_epochs={self.args.num_train_epochs:g}")
+        return f"cross-tuning (addrop_schedule='cross') trains plain first: {runs}, and training stops at {stop}"
 
     # ------------------------------------------------------------------ the schedule
 
