@@ -216,7 +216,17 @@ def explain(model, task, criterion, sample, seed: int) -> Dict:
         attribution, mask = drop.kept[i]
         out.append({"site": site, "probs": probs[i][0].float(), "attribution": attribution[0].detach().float(),
                     "drop": mask[0]})
-    return {"sites": out, "prediction": prediction}
+    return {"sites": out, "prediction": prediction, "drop_fracs": drop_fracs(drop)}
+
+
+def drop_fracs(drop) -> Dict[str, float]:
+    """The step's ``addrop_drop_frac`` and ``addrop_drop_frac_attributed`` (over the query rows
+    whose attribution is not all zero: the drop that can reach the output), as training logs them."""
+    def frac(dropped, valid):
+        return round(float(dropped) / float(valid), 4) if float(valid) else 0.0
+
+    return {"addrop_drop_frac": frac(drop.dropped, drop.valid),
+            "addrop_drop_frac_attributed": frac(drop.dropped_attributed, drop.valid_attributed)}
 
 
 def describe_prediction(task, criterion, prediction, labelled) -> object:
@@ -293,12 +303,16 @@ def work(args) -> Dict:
         "checkpoint": str(args.checkpoint), "tokens": tokens, "prediction": prediction,
         "layer": args.layer, "head": args.head, "seed": args.seed,
         "options": {f: getattr(cfg, f) for f in criterion_flags(args)},
+        **result["drop_fracs"],
         "sites": [{"name": s["site"].name, "kind": s["site"].kind, "layer": s["site"].layer,
                    "dropped": s["drop"].nonzero().tolist()} for s in result["sites"]],
     }
     out.with_suffix(".json").write_text(json.dumps(summary, separators=(",", ":")) + "\n", encoding="utf-8")
+    fracs = result["drop_fracs"]
     print(f"{out}: layer {args.layer} head {args.head}, {int(site['drop'][args.head].sum())} positions dropped; "
           f"prediction {prediction}; all masks in {out.with_suffix('.json')}")
+    print(f"dropped over all masked maps: {fracs['addrop_drop_frac']:.4f} (addrop_drop_frac); over the query rows "
+          f"whose attribution is not all zero: {fracs['addrop_drop_frac_attributed']:.4f} (addrop_drop_frac_attributed)")
     return summary
 
 

@@ -139,6 +139,17 @@ def drop_fill_value(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
+def attributed_rows(attribution: Tensor, valid: Tensor) -> Tensor:
+    """[..., T, 1] True for the query rows with a non-zero attribution at some valid key.
+
+    A row whose attribution is zero at every key (e.g. a non-[CLS] row of a classifier's
+    last layer: nothing it attends reaches the output) ties all its keys, so Eq. 6 makes
+    them all candidates and Eq. 7 drops each with probability q without any effect on the
+    loss. ``addrop_drop_frac_attributed`` counts the drop over the other rows only.
+    """
+    return (attribution.detach().ne(0) & valid).any(dim=-1, keepdim=True)
+
+
 def random_region(valid: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """The RD ablation's "attribution": uniform noise, so Eq. 6 picks a random region."""
     return torch.rand(valid.shape, generator=generator, device=valid.device)
@@ -151,8 +162,11 @@ class DropMasks:
     let go), on a :func:`random_region` when ``attributions`` is None (RD), and no drop for a
     site that has no attribution (it did not run in pass 1: LayerDrop). ``dropped`` and
     ``valid`` count the keys over the masked maps (``addrop_drop_frac``'s numerator and
-    denominator). ``keep=True`` keeps each site's (attribution, mask) in ``kept[i]`` (for
-    ``addrop-explain``; training lets them go).
+    denominator); ``dropped_attributed`` and ``valid_attributed`` the same over the query
+    rows of :func:`attributed_rows` (``addrop_drop_frac_attributed``: the drop that can reach
+    the output; RD's random region counts every row). All four are tensors (no host sync)
+    once a site was masked. ``keep=True`` keeps each site's (attribution, mask) in
+    ``kept[i]`` (for ``addrop-explain``; training lets them go).
     """
 
     def __init__(self, attributions: Optional[Sequence[Optional[Tensor]]], p: float, q: float,
@@ -161,6 +175,8 @@ class DropMasks:
         self.p, self.q, self.strategy, self.generator = p, q, strategy, generator
         self.dropped: Tensor | int = 0
         self.valid: Tensor | int = 0
+        self.dropped_attributed: Tensor | int = 0
+        self.valid_attributed: Tensor | int = 0
         self.kept: Optional[Dict[int, Tuple[Tensor, Tensor]]] = {} if keep else None
 
     def __call__(self, index: int, valid: Tensor) -> Tensor:
@@ -173,6 +189,18 @@ class DropMasks:
         drop = addrop_drop_mask(attribution, valid, self.p, self.q, self.strategy, self.generator)
         self.dropped += drop.sum()
         self.valid += valid.sum()
+        rows = attributed_rows(attribution, valid.expand_as(drop))
+        self.dropped_attributed += (drop & rows).sum()
+        self.valid_attributed += (valid.expand_as(drop) & rows).sum()
         if self.kept is not None:
             self.kept[index] = (attribution, drop)
         return drop
+
+    def all_zero(self) -> bool:
+        """True when attributions were given, some valid key was masked, and every
+        attribution was zero at every valid key: Eq. 6 then ties every key and AD-DROP is
+        random attention dropout (a compiled pass 1, a head that ignores the maps). One host
+        sync."""
+        if self.attributions is None or not torch.is_tensor(self.valid):
+            return False
+        return bool((self.valid > 0) & (self.valid_attributed == 0))

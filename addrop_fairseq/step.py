@@ -21,6 +21,29 @@ from . import attribution, masks, schedule, sites
 from .options import ADDropOptions
 
 
+class ZeroAttributionError(RuntimeError):
+    """An AD-DROP update whose attributions are all zero (see :func:`check_attributed`)."""
+
+
+def check_attributed(drop: masks.DropMasks, where: str = "") -> None:
+    """Refuse an AD-DROP update whose attributions were zero at every valid key of every site.
+
+    Eq. 6 then ties every key, all are candidates, and Eq. 7 drops each with probability q:
+    random attention dropout under AD-DROP's name, which is never what was asked for. Called
+    by both front ends after pass 2's forward (the masks are drawn there) and before its
+    backward, so the update is not applied. One host sync per AD-DROP update (both front
+    ends already sync every step for their loss logging / NaN filter).
+    """
+    if drop.all_zero():
+        raise ZeroAttributionError(
+            f"AD-DROP{(' (' + where + ')') if where else ''}: every attribution of this update is zero, so every "
+            "key would be a candidate and AD-DROP would be random attention dropout. Pass 1's gradient "
+            "did not reach the attention maps: a torch.compile'd module run for pass 1, a classifier "
+            "head whose output does not depend on the maps (e.g. zero-initialised weights), or an "
+            "attribution method that returns zeros."
+        )
+
+
 def attribute(method, kind, model, batch, selected: Sequence[sites.AttentionSite], *,
               tile: Callable, gold: bool = False, steps: int = 20, ig_batch: int = 1,
               grad=attribution.gradients, name: str = "") -> Optional[List[Optional[Tensor]]]:
@@ -76,4 +99,4 @@ class ADDropStep:
         return masks.DropMasks(attributions, self.p, self.q, self.options.addrop_drop, keep=keep)
 
 
-__all__ = ["attribute", "ADDropStep"]
+__all__ = ["attribute", "ADDropStep", "ZeroAttributionError", "check_attributed"]

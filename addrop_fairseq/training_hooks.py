@@ -1,16 +1,18 @@
 """Tell criteria where fairseq's training is, so stock tasks need no change.
 
-The trainer calls, on the task, ``begin_epoch(epoch, model)`` at the start of every epoch
+The trainer calls, on the task, ``get_batch_iterator(dataset, ...)`` for each split's
+iterator (the training one before every epoch), ``begin_epoch(epoch, model)`` at the start of every epoch
 (also right after resuming, with the resumed epoch), ``train_step(sample, model, criterion,
 optimizer, update_num, ignore_grad)`` for every micro-batch (``--update-freq k``: k calls with
 one ``update_num``) and ``optimizer_step(optimizer, model, update_num)`` once per update,
 after every micro-batch's backward. The criterion only sees ``(model, sample)``, so these
-three methods are wrapped on the task *instance* (not the class) to tell every
+four methods are wrapped on the task *instance* (not the class) to tell every
 :class:`Follower` of the task.
 
 fairseq internals assumed here (pinned: fairseq-fixed==0.12.3.1, ``FairseqTask`` and
-``Trainer.train_step``): those three names, the parameters ``update_num`` / ``ignore_grad`` /
-``optimizer`` of ``train_step``, and that the trainer calls them in that order.
+``Trainer.train_step``): those four names, the parameters ``update_num`` / ``ignore_grad`` /
+``optimizer`` of ``train_step``, ``dataset`` of ``get_batch_iterator``, and that the trainer
+calls them in that order.
 ``tests/test_fairseq_assumptions.py`` fails, naming the assumption, if a version bump changes them.
 """
 import functools
@@ -20,6 +22,10 @@ import weakref
 
 class Follower:
     """What a followed task tells a criterion; override what you need."""
+
+    def made_batch_iterator(self, dataset, iterator) -> None:
+        """After the task's ``get_batch_iterator``: ``iterator`` (an ``EpochBatchIterator``)
+        goes over ``dataset`` (the training split's before each epoch; valid splits too)."""
 
     def begin_epoch(self, epoch: int, model) -> None:
         """Before the task's own ``begin_epoch``."""
@@ -62,6 +68,8 @@ def follow_training(task, follower: Follower) -> None:
 
 def _wrap(task, followed: _Followed) -> None:
     begin_epoch, train_step, optimizer_step = task.begin_epoch, task.train_step, task.optimizer_step
+    get_batch_iterator = task.get_batch_iterator
+    iterator_names = list(inspect.signature(get_batch_iterator).parameters)
     step_names = list(inspect.signature(train_step).parameters)
     update_num_pos = step_names.index("update_num")
     ignore_grad_pos = step_names.index("ignore_grad") if "ignore_grad" in step_names else None
@@ -95,6 +103,15 @@ def _wrap(task, followed: _Followed) -> None:
             f.end_update(optimizer, update_num)
         return result
 
+    @functools.wraps(get_batch_iterator)
+    def get_batch_iterator_hook(*args, **kwargs):
+        iterator = get_batch_iterator(*args, **kwargs)
+        dataset = arg(args, kwargs, "dataset", iterator_names.index("dataset"))
+        for f in followed.followers():
+            f.made_batch_iterator(dataset, iterator)
+        return iterator
+
+    task.get_batch_iterator = get_batch_iterator_hook
     task.begin_epoch = begin_epoch_hook
     task.train_step = train_step_hook
     task.optimizer_step = optimizer_step_hook

@@ -10,8 +10,17 @@ criterion and nothing else. AD-DROP updates run:
    is what fairseq back-propagates.
 
 The options are checked here, once, when the criterion is built (and the sites when the
-first epoch begins), with messages that name the flags.
+first epoch begins), with messages that name the flags. An update whose attributions are all
+zero is refused (:func:`addrop_fairseq.step.check_attributed`). Under cross-tuning, a training
+planned to stop (``--max-epoch`` / ``--max-update``) before its first AD-DROP update is warned
+about before the first update, and again when it ends without one.
+
+Metrics: ``addrop_active`` (share of AD-DROP micro-batches), ``addrop_drop_frac`` (dropped /
+valid keys of the masked maps) and ``addrop_drop_frac_attributed`` (the same over the query
+rows whose attribution is not all zero: the drop that can reach the output).
 """
+import logging
+import math
 import typing
 from dataclasses import field, fields, make_dataclass
 
@@ -25,6 +34,8 @@ from fairseq.logging import metrics
 from .. import attribution, masks, schedule, sites, step, task_kinds
 from ..options import ADDROP_CHECKS, ADDropOptions
 from .site_criterion import SiteCriterion, StockLossConfig, unwrap
+
+logger = logging.getLogger(__name__)
 
 
 def fairseq_fields(options) -> list:
@@ -72,20 +83,115 @@ class ADDropCriterion(SiteCriterion):
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
         self.cfg = cfg
         self.grad = attribution.ScaledGradients()  # fp16/bf16 maps: a scaled target, no underflow
+        # fairseq keeps the training config as the parent of the criterion's (merge_with_parent)
+        parent = getattr(cfg, "_get_parent", None)
+        self._root = parent() if parent is not None else None
+        self._train_itr = None  # the training split's EpochBatchIterator (made_batch_iterator)
+        self._addrop_runs = 0  # AD-DROP micro-batches of this training
+        self._plan_told = self._end_told = False
+        self._stops = None  # (max_epoch, max_update), read once
 
     def addrop_now(self) -> bool:
         return schedule.addrop_active(
             self.cfg.addrop_schedule, self.epoch, self.num_updates, self.cfg.addrop_cross_period
         )
 
+    # ------------------------------------------------------------------ the plan
+
+    def _setting(self, path: str, default):
+        from omegaconf import OmegaConf
+
+        if self._root is None:
+            return default
+        value = OmegaConf.select(self._root, path, default=default)
+        return default if value is None else value
+
+    def _cross_can_skip(self) -> bool:
+        """Cross-tuning with AD-DROP on: the only schedule that can train plain throughout."""
+        return self.cfg.addrop_schedule == "cross" and self.p > 0.0 and self.q > 0.0
+
+    def _epoch_updates(self):
+        """(updates left in this epoch counting the running one, updates per epoch), from the
+        training iterator; (None, None) when fairseq made none through the task."""
+        itr = self._train_itr
+        if itr is None:
+            return None, None
+        freqs = list(self._setting("optimization.update_freq", [1])) or [1]
+        freq = int(freqs[min(self.epoch, len(freqs)) - 1])
+        batches = len(itr)
+        left = math.ceil(max(batches - itr.iterations_in_epoch, 0) / freq) + 1
+        return left, math.ceil(batches / freq)
+
+    def _limits(self):
+        """(--max-epoch, --max-update) of the training config (0: no limit)."""
+        if self._stops is None:
+            self._stops = (int(self._setting("optimization.max_epoch", 0)), int(self._setting("optimization.max_update", 0)))
+        return self._stops
+
+    def _flags(self) -> str:
+        max_epoch, max_update = self._limits()
+        stops = [f"--max-epoch {max_epoch}"] if max_epoch else []
+        stops += [f"--max-update {max_update}"] if max_update else []
+        period = self.cfg.addrop_cross_period
+        runs = (f"AD-DROP runs in updates [{period}, {2 * period}), ..." if period
+                else "AD-DROP runs from epoch 2 (odd epochs are plain fine-tuning)")
+        return f"cross-tuning (--addrop-schedule cross) trains plain first: {runs}, and training stops at {' / '.join(stops)}"
+
+    @staticmethod
+    def _master() -> bool:
+        return not (torch.distributed.is_available() and torch.distributed.is_initialized()
+                    and torch.distributed.get_rank() != 0)
+
+    def made_batch_iterator(self, dataset, iterator):
+        if dataset is not None and dataset is self.task.datasets.get(self._setting("dataset.train_subset", "train")):
+            self._train_itr = iterator
+
+    def begin_train_step(self, update_num, ignore_grad):
+        super().begin_train_step(update_num, ignore_grad)
+        if not self._plan_told:
+            self._plan_told = True
+            self._warn_if_planned_plain()
+
+    def _warn_if_planned_plain(self) -> None:
+        """Before the first update: warn when the planned training never reaches AD-DROP."""
+        if not self._cross_can_skip() or self._root is None:
+            return
+        left, per_epoch = self._epoch_updates()
+        max_epoch, max_update = self._limits()
+        planned = schedule.addrop_planned("cross", self.cfg.addrop_cross_period, self.epoch, self.num_updates,
+                                          max_epoch=max_epoch, max_update=max_update, left_in_epoch=left,
+                                          updates_per_epoch=per_epoch)
+        if planned is False and self._master():
+            logger.warning(
+                "AD-DROP will not run in this training: %s%s. Set --addrop-cross-period N (alternate every N updates) "
+                "or --addrop-schedule always.", self._flags(),
+                f" (an epoch has {per_epoch} updates)" if per_epoch else "")
+
+    def end_update(self, optimizer, update_num):
+        """After the last planned update (``--max-update``, or the end of ``--max-epoch``'s
+        epoch): say so when no AD-DROP update ran."""
+        if self._end_told or not self._cross_can_skip() or self._root is None:
+            return
+        done = update_num + 1
+        max_epoch, max_update = self._limits()
+        itr = self._train_itr
+        last = bool(max_update and done >= max_update) or bool(
+            max_epoch and self.epoch >= max_epoch and itr is not None and itr.end_of_epoch())
+        if last:
+            self._end_told = True
+            if self._addrop_runs == 0 and self._master():
+                logger.warning("training ended after %d updates without a single AD-DROP update: %s. Set "
+                               "--addrop-cross-period N or --addrop-schedule always.", done, self._flags())
+
     # ------------------------------------------------------------------ the step
 
     def forward(self, model, sample, reduce=True):
         if not model.training or not self.addrop_now() or self.p == 0.0 or self.q == 0.0:
             return self.plain_loss(model, sample, reduce, addrop_steps=1, addrop_active=0, addrop_dropped=0,
-                                   addrop_valid=0)
+                                   addrop_valid=0, addrop_dropped_attributed=0, addrop_valid_attributed=0)
 
         loss, sample_size, log, _ = self.addrop_step(model, sample, reduce)
+        self._addrop_runs += 1
         return loss, sample_size, log
 
     def addrop_step(self, model, sample, reduce=True, keep=False):
@@ -97,7 +203,9 @@ class ADDropCriterion(SiteCriterion):
         drop = masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)
         with sites.masking(selected, drop, self.query_valid(sample, selected)):
             loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
-        log.update(addrop_steps=1, addrop_active=1, addrop_dropped=drop.dropped, addrop_valid=drop.valid)
+        step.check_attributed(drop, "--criterion addrop_ce")
+        log.update(addrop_steps=1, addrop_active=1, addrop_dropped=drop.dropped, addrop_valid=drop.valid,
+                   addrop_dropped_attributed=drop.dropped_attributed, addrop_valid_attributed=drop.valid_attributed)
         return loss, sample_size, log, drop
 
     def query_valid(self, sample, selected):
@@ -133,3 +241,7 @@ class ADDropCriterion(SiteCriterion):
             # weighted by the valid positions, so an epoch's value is sum(dropped) / sum(valid)
             frac = dropped / valid if valid else 0.0
             metrics.log_scalar("addrop_drop_frac", frac, valid, round=4)
+            # the drop over the query rows whose attribution is not all zero (masks.attributed_rows)
+            dropped = utils.item(sum(log.get("addrop_dropped_attributed", 0) for log in logging_outputs))
+            valid = utils.item(sum(log.get("addrop_valid_attributed", 0) for log in logging_outputs))
+            metrics.log_scalar("addrop_drop_frac_attributed", dropped / valid if valid else 0.0, valid, round=4)

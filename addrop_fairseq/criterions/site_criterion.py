@@ -26,10 +26,15 @@ class StockLossConfig(LabelSmoothedCrossEntropyCriterionConfig, SentencePredicti
 
 
 def unwrap(model):
-    """The fairseq model under DDP / ModuleProxyWrapper layers."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return model
+    """The fairseq model under DDP / ModuleProxyWrapper / ``torch.compile`` layers (pass 1
+    must run uncompiled: a compiled graph's recorded maps get zero gradients)."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def refuse_activation_checkpointing(model, criterion: str = "addrop_ce") -> None:

@@ -13,11 +13,14 @@
 ``--addrop-p 0.3``).
 
 A training step is the criterion's (:mod:`addrop_fairseq.step`): on AD-DROP updates pass 1
-runs in train mode on the unwrapped model (``accelerator.unwrap_model``: no DDP reducer
-armed) with the selected attention maps recorded, the attribution method (GA: one
+runs in train mode on the unwrapped, uncompiled model (``accelerator.unwrap_model(...,
+keep_torch_compile=False)``: no DDP reducer armed; a ``torch.compile``'d graph would give the
+recorded maps zero gradients) with the selected attention maps recorded, the attribution method (GA: one
 ``autograd.grad`` over all maps, loss-scaled for fp16/bf16 maps), the drop masks
 (``DropMasks``, Eq. 6-7), then pass 2 is the Trainer's own ``compute_loss`` with the masks
-applied, and its loss is what the Trainer back-propagates. Plain updates, evaluation,
+applied (compiled if the model is: the masks apply there alike), and its loss is what the
+Trainer back-propagates; an update whose attributions are all zero is refused
+(:func:`addrop_fairseq.step.check_attributed`). Plain updates, evaluation,
 ``predict`` and ``generate`` are the stock Trainer's (the model's attention runs its stock
 implementation while AD-DROP is idle).
 
@@ -25,24 +28,30 @@ Cross-tuning follows the Trainer's epoch (``state.epoch``: epoch 1 plain, 2 AD-D
 with ``addrop_cross_period`` > 0 its ``global_step``), so resuming from a checkpoint
 continues the schedule, and every micro-batch of a gradient-accumulation step gets the masks
 of its own pass 1. The logs carry ``addrop_active`` (share of the interval's micro-batches
-that ran AD-DROP) and ``addrop_drop_frac`` (dropped / valid keys of the masked maps), summed
-over processes.
+that ran AD-DROP), ``addrop_drop_frac`` (dropped / valid keys of the masked maps) and
+``addrop_drop_frac_attributed`` (the same over the query rows whose attribution is not all
+zero: the drop that can reach the output), summed over processes. Cross-tuning planned to
+stop (``num_train_epochs`` / ``max_steps``) before its first AD-DROP update is warned about when
+training begins, and again when it ends without one.
 
 Importing this module imports transformers, not fairseq.
 """
+import logging
 import math
 from typing import Optional
 
 import torch
 
-from .. import sites
+from .. import schedule, sites
 from ..options import ADDropOptions
-from ..step import ADDropStep
+from ..step import ADDropStep, check_attributed
 from . import _compat, heads
 
 _tf = _compat.transformers()
 Trainer = _tf.Trainer
 Seq2SeqTrainer = _tf.Seq2SeqTrainer
+
+logger = logging.getLogger(__name__)
 
 ADDropArguments = ADDropOptions  # the name a Trainer user reads; fields and defaults in one place
 
@@ -72,6 +81,45 @@ CHECKPOINTING_REFUSED = (
 )
 
 
+class _PlanWatch(_tf.TrainerCallback):
+    """Cross-tuning that never reaches an AD-DROP update: a warning when training begins (from
+    the planned ``max_steps`` and the epoch's updates) and when it ends without one."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        t = self.trainer
+        t._addrop_runs = 0
+        if not t._addrop_cross_can_skip():
+            return
+        per_epoch = None
+        try:
+            batches = len(train_dataloader) if train_dataloader is not None else None
+        except TypeError:  # an iterable dataset: no epoch length
+            batches = None
+        if batches:
+            ga = args.gradient_accumulation_steps
+            per_epoch = max(batches // ga + int(batches % ga > 0), 1)
+        step = state.global_step
+        planned = schedule.addrop_planned(
+            "cross", t.addrop_args.addrop_cross_period, (step // per_epoch + 1) if per_epoch else t.addrop_epoch(),
+            step, max_update=state.max_steps, left_in_epoch=per_epoch - step % per_epoch if per_epoch else None,
+            updates_per_epoch=per_epoch)
+        if planned is False and t.accelerator.is_main_process:
+            logger.warning("AD-DROP will not run in this training: %s (%d optimizer steps planned%s). Set "
+                           "addrop_cross_period=N (alternate every N steps) or addrop_schedule='always'.",
+                           t._addrop_plan_words(), state.max_steps,
+                           f", {per_epoch} per epoch" if per_epoch else "")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        t = self.trainer
+        if t._addrop_cross_can_skip() and t._addrop_runs == 0 and t.accelerator.is_main_process:
+            logger.warning("training ended after %d optimizer steps without a single AD-DROP update: %s. Set "
+                           "addrop_cross_period=N or addrop_schedule='always'.", state.global_step,
+                           t._addrop_plan_words())
+
+
 class ADDropMixin:
     """AD-DROP's step, schedule and metrics for a ``Trainer`` subclass (see the module docstring)."""
 
@@ -79,9 +127,10 @@ class ADDropMixin:
         self.addrop_args = addrop_args if addrop_args is not None else ADDropOptions()
         self.addrop = ADDropStep(self.addrop_args)  # checks the options
         super().__init__(*args, **kwargs)
-        model = self.model
-        if model is None:
+        if self.model is None:
             raise ValueError("ADDropTrainer needs a model (model_init is not supported)")
+        # sites and head on the uncompiled model (a user's torch.compile(model) included)
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         self.addrop_kind = heads.kind_of(model)
         if self.addrop_kind.name == "regression" and self.addrop_args.addrop_labels == "gold":
             raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
@@ -93,7 +142,23 @@ class ADDropMixin:
                 self.addrop_sites = heads.find_sites(model, self.addrop_args.kinds, self.addrop_args.layers)
             except ValueError as e:
                 raise ValueError(f"--addrop-attention / --addrop-layers: {e}") from None
-        self._addrop_counts = [0, 0, 0, 0]  # micro-batches, AD-DROP ones, dropped keys, valid keys
+        # micro-batches, AD-DROP ones, dropped keys, valid keys, the two over attributed rows
+        self._addrop_counts = [0] * 6
+        self._addrop_runs = 0  # AD-DROP micro-batches of the running train()
+        self.add_callback(_PlanWatch(self))
+
+    def _addrop_cross_can_skip(self) -> bool:
+        """Cross-tuning with AD-DROP on: the only schedule that can train plain throughout."""
+        a = self.addrop_args
+        return self.addrop_sites is not None and a.addrop_schedule == "cross" and self.addrop.p > 0 and self.addrop.q > 0
+
+    def _addrop_plan_words(self) -> str:
+        period = self.addrop_args.addrop_cross_period
+        runs = (f"AD-DROP runs in steps [{period}, {2 * period}), ..." if period
+                else "AD-DROP runs from epoch 2 (odd epochs are plain fine-tuning)")
+        stop = (f"max_steps={self.args.max_steps}" if self.args.max_steps > 0
+                else f"num_train_epochs={self.args.num_train_epochs:g}")
+        return f"cross-tuning (addrop_schedule='cross') trains plain first: {runs}, and training stops at {stop}"
 
     # ------------------------------------------------------------------ the schedule
 
@@ -123,7 +188,7 @@ class ADDropMixin:
         ``compute_loss`` returns and the :class:`~addrop_fairseq.masks.DropMasks` (``keep``:
         with each site's attribution and mask)."""
         selected = self.addrop_sites
-        unwrapped = self.accelerator.unwrap_model(model)
+        unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
         if _checkpointing(self.args, unwrapped):  # switched on after __init__ (train() itself, or by hand)
             raise ValueError(CHECKPOINTING_REFUSED)
         attributions = self.addrop.attribute(self.addrop_kind, unwrapped, inputs, selected, tile_batch)
@@ -132,11 +197,13 @@ class ADDropMixin:
         with sites.masking(selected, drop, query_valid):
             result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                           num_items_in_batch=num_items_in_batch)
+        check_attributed(drop, "ADDropTrainer")
         c = self._addrop_counts
         c[0] += 1
         c[1] += 1
-        c[2] = c[2] + drop.dropped
-        c[3] = c[3] + drop.valid
+        for i, n in enumerate((drop.dropped, drop.valid, drop.dropped_attributed, drop.valid_attributed)):
+            c[2 + i] = c[2 + i] + n
+        self._addrop_runs += 1
         return result, drop
 
     # ------------------------------------------------------------------ metrics
@@ -148,10 +215,11 @@ class ADDropMixin:
                                   device=self.args.device)
             if self.accelerator.num_processes > 1:
                 counts = self.accelerator.reduce(counts, reduction="sum")
-            steps, active, dropped, valid = counts.tolist()
+            steps, active, dropped, valid, dropped_attr, valid_attr = counts.tolist()
             logs["addrop_active"] = round(active / steps, 3)
             logs["addrop_drop_frac"] = round(dropped / valid, 4) if valid else 0.0
-            self._addrop_counts = [0, 0, 0, 0]
+            logs["addrop_drop_frac_attributed"] = round(dropped_attr / valid_attr, 4) if valid_attr else 0.0
+            self._addrop_counts = [0] * 6
         return super().log(logs, *args, **kwargs)
 
 
