@@ -85,9 +85,12 @@ def masked_attention(query: Tensor, key: Tensor, value: Tensor, bias: Optional[T
     dtype, or None) plus the drop mask ``drop`` (bool [B, H, T, S], True = dropped).
 
     Blocked and dropped entries get the dtype's most negative finite number, as the eager
-    path's fill: never -inf, so a row with no key left (a padded sequence) is uniform there
-    and here instead of NaN. The mask's last dimension is allocated padded to a multiple of
-    16 (then sliced), the alignment the memory-efficient CUDA kernel wants.
+    path's fill: never -inf (NaN). A row with no key left (a sequence of padding only) is
+    uniform in the eager path; SDPA's forward agrees but its backward does not (the row's
+    log-sum-exp is lost at that magnitude), so a call with such a row is computed eagerly,
+    exactly as the eager seams do (one host sync per call to find out). The mask's last
+    dimension is allocated padded to a multiple of 16 (then sliced), the alignment the
+    memory-efficient CUDA kernel wants.
     """
     device = query.device.type
     dtype = query.dtype
@@ -100,7 +103,12 @@ def masked_attention(query: Tensor, key: Tensor, value: Tensor, bias: Optional[T
     mask = query.new_zeros(bsz, heads, tgt_len, padded, dtype=dtype)[..., :src_len]
     if bias is not None:
         mask += bias if bias.dtype == dtype else finite_bias(bias, dtype)
-    mask.masked_fill_(drop, torch.finfo(dtype).min)
+    neg = torch.finfo(dtype).min
+    mask.masked_fill_(drop, neg)
+    if bool((mask == neg).all(-1).any()):
+        scores = torch.matmul(query, key.transpose(-1, -2)) * (query.size(-1) ** -0.5 if scale is None else scale)
+        probs = nn.functional.softmax(scores + mask, dim=-1)
+        return torch.matmul(nn.functional.dropout(probs, dropout_p, training=dropout_p > 0), value)
     return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask,
                                                       dropout_p=dropout_p, scale=scale)
 
