@@ -120,12 +120,14 @@ class Bench:
             loss = trainer.training_step(self.model, dict(self.inputs))
         self.losses[variant] = loss.detach()
 
+    clock = staticmethod(time.perf_counter)
+
     def timed_step(self, variant: str) -> float:
         self.sync()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self.step(variant)
         self.sync()
-        return time.perf_counter() - t0
+        return self.clock() - t0
 
     def memory(self, variant: str, steps: int) -> dict:
         """Peak memory of ``steps`` steps of ``variant`` (bytes): ``peak`` and ``step``."""
@@ -152,14 +154,17 @@ class Bench:
 
 
 def run(shape: str = "small", device: str = "cpu", dtype: str = "fp32", steps: int = 5, warmup: int = 2,
-        memory_steps: int = 2, variants=VARIANTS, seed: int = 1, progress: bool = False) -> dict:
-    """Time and measure the variants; print the table; return the figures (for JSON)."""
+        memory_steps: int = 2, variants=VARIANTS, seed: int = 1, progress: bool = False, clock: str = "wall") -> dict:
+    """Time and measure the variants; print the table; return the figures (for JSON).
+    ``clock="cpu"``: this process's CPU time (robust to other jobs' load; CPU, one thread)."""
     bench = Bench(shape, device, dtype, seed)
+    if clock == "cpu":
+        bench.clock = time.process_time
     s = bench.shape
     print(f"random-init BERT ({shape}): {s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, "
           f"{bench.n_params / 1e6:.1f}M params; batch {s['batch']} x {s['length']}; {bench.device}, {dtype}, "
           f"{torch.get_num_threads()} threads; torch {torch.__version__}; step = Trainer.training_step "
-          f"(no optimizer step); {warmup} warm-up + {steps} timed round-robin repetitions; "
+          f"(no optimizer step); {warmup} warm-up + {steps} timed round-robin repetitions, {clock} time; "
           f"load average at start {harness.load_average()}", flush=True)
     times = harness.run_round_robin(bench.timed_step, variants, warmup, steps, progress)
     load_end = harness.load_average()
@@ -195,6 +200,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU time (robust to other jobs' load; CPU with --threads 1)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -207,7 +214,7 @@ def main(argv=None):
     if "plain" not in variants:
         variants.insert(0, "plain")
     out = run(args.shape, args.device, args.dtype, args.steps, args.warmup, args.memory_steps, variants, args.seed,
-              args.progress)
+              args.progress, args.clock)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out

@@ -530,7 +530,7 @@ def main(argv=None):
         import hf_bench
 
         hf_bench.run(args.model[len("bert-"):], args.device, args.dtype, args.steps, args.warmup,
-                     0 if args.no_memory else args.memory_steps, progress=args.progress)
+                     0 if args.no_memory else args.memory_steps, progress=args.progress, clock=args.clock)
         return
 
     variants = variant_names(args)
