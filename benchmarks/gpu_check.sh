@@ -4,11 +4,11 @@
 # (c) no NaN/inf over 50 bf16 updates; (d) with the time left, full-CoLA FT vs AD-DROP pairs.
 # Needs benchmarks/gpu_inputs/ (benchmarks/gpu_prepare.sh); torch, transformers, accelerate; no
 # fairseq, no network. Writes check.json and cola_full.json under $OUT (default ./gpu_check_out).
-# Wall clock: at most BUDGET seconds (default 450) plus the last runs' closing evaluation.
+# Wall clock: BUDGET seconds (default 400) + 40 s for (d)'s runs to close + start-up: under 8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_check_out}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia_smi.csv" 2>&1 || true
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout 500 python benchmarks/gpu_check.py check \
-    --out "$OUT" --budget "${BUDGET:-450}" "$@" 2>&1 | tee "$OUT/check.log"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout 470 python benchmarks/gpu_check.py check \
+    --out "$OUT" --budget "${BUDGET:-400}" "$@" 2>&1 | tee "$OUT/check.log"
