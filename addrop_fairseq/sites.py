@@ -86,8 +86,8 @@ def masked_attention(query: Tensor, key: Tensor, value: Tensor, bias: Optional[T
 
     Blocked and dropped entries get the dtype's most negative finite number, as the eager
     path's fill: never -inf (NaN). A row with no key left (a sequence of padding only) is
-    uniform in the eager path; SDPA's forward agrees but its backward does not (the row's
-    log-sum-exp is lost at that magnitude), so a call with such a row is computed eagerly,
+    uniform in the eager path; SDPA's forward agrees but its backward does not (torch 2.13's
+    CPU kernel: the row's log-sum-exp is lost at that magnitude), so a call with such a row is computed eagerly,
     exactly as the eager seams do (one host sync per call to find out). The mask's last
     dimension is allocated padded to a multiple of 16 (then sliced), the alignment the
     memory-efficient CUDA kernel wants.
