@@ -15,6 +15,16 @@ module a subclass with three seams on fairseq's explicit path:
   ``self.dropout``); the gradient w.r.t. the pre-dropout map is the dropout mask times this
   one, so every entry attention dropout removed would get attribution exactly 0.
 
+Pass 2 fused: when the hook only drops keys (:func:`~addrop_fairseq.sites.fusable`: AD-DROP's
+masking pass), ``forward`` projects q, k, v as fairseq does and computes
+``scaled_dot_product_attention`` with ``attn_mask`` + key padding + the drop mask as one
+additive mask (:func:`~addrop_fairseq.sites.masked_attention`; finite, where fairseq's
+padding fill is -inf: equal wherever a row has a key left), attention dropout in the kernel.
+Calls that need more take the explicit path: ``need_weights`` (fairseq's decoder asks it of
+its last layer's encoder-decoder attention, for alignment), ``add_bias_kv``,
+``add_zero_attn``, incremental decoding, ``before_softmax``; so do recording passes, score
+editors and ``ADDROP_PASS2_ATTENTION=eager``.
+
 When the context closes the stock class comes back and the hooks are removed: outside
 AD-DROP's passes the modules are stock fairseq (fast path, incremental decoding,
 TorchScript). No parameter or buffer is added: state_dict keys and checkpoints stay stock.
@@ -32,7 +42,7 @@ from torch import Tensor, nn
 
 from fairseq.modules.multihead_attention import MultiheadAttention
 
-from .sites import AttentionSite, Seam, select_from, state
+from .sites import AttentionSite, Seam, finite_bias, fusable, masked_attention, select_from, state
 
 # an additive attn_mask at or below this is a "cannot attend" entry (fairseq uses -inf, and
 # TransformerEncoderLayer turns binary masks into -1e8)
@@ -63,6 +73,11 @@ class _ADDropMixin:
                 static_kv, attn_mask, before_softmax, need_head_weights,
             )
         st.masks = (key_padding_mask, attn_mask)
+        if fusable(st.hook) and self._fusable_call(query, key, need_weights or need_head_weights):
+            try:
+                return self._fused_forward(query, key, value, key_padding_mask, attn_mask), None
+            finally:
+                st.masks = None
         saved = self.skip_embed_dim_check
         # the explicit path, where the seams are: fairseq 0.12.3.1 takes F.multi_head_attention_forward
         # (or xformers) unless skip_embed_dim_check, among other conditions, is set
@@ -75,6 +90,44 @@ class _ADDropMixin:
         finally:
             self.skip_embed_dim_check = saved
             st.masks = None
+
+    def _fusable_call(self, query, key, need_weights) -> bool:
+        # a subclass's own apply_sparse_mask (sparse attention) needs the explicit path's scores
+        stock_sparse = type(self).apply_sparse_mask is _ADDropMixin.apply_sparse_mask and all(
+            "apply_sparse_mask" not in vars(c) for c in type(self).__mro__[2:] if c is not MultiheadAttention)
+        return (not need_weights and stock_sparse and self.bias_k is None and not self.add_zero_attn
+                and not self.onnx_trace and query.device.type != "xla"
+                and (self.self_attention or (key is not None and key.size(1) == query.size(1))))
+
+    def _fused_forward(self, query, key, value, key_padding_mask, attn_mask) -> Tensor:
+        """fairseq's explicit path with softmax, dropout and the product with V fused."""
+        tgt_len, bsz, embed_dim = query.size()
+        if self.self_attention:
+            key = value = query
+        elif self.encoder_decoder_attention:
+            value = key
+        q = self.q_proj(query) * self.scaling
+        k, v = self.k_proj(key), self.v_proj(value)
+        src_len = k.size(0)
+
+        def heads(x, length):  # [L, B, E] -> [B, H, L, D]
+            return x.contiguous().view(length, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+        q, k, v = heads(q, tgt_len), heads(k, src_len), heads(v, src_len)
+        shape = (bsz, self.num_heads, tgt_len, src_len)
+        drop = state(self).hook.drop(self, valid_keys(self, tgt_len, src_len, bsz, q.device), shape)
+        bias = None
+        if attn_mask is not None:
+            mask = attn_mask.view(1, 1, tgt_len, src_len) if attn_mask.dim() == 2 else attn_mask.view(shape)
+            bias = finite_bias(mask, q.dtype)
+        if key_padding_mask is not None:
+            pad = key_padding_mask.to(torch.bool)[:, None, None, :]
+            bias = finite_bias(torch.zeros(pad.shape, dtype=q.dtype, device=q.device) if bias is None else bias,
+                               q.dtype, pad)
+        dropout = self.dropout_module
+        p = dropout.p if (self.training or dropout.apply_during_inference) else 0.0
+        out = masked_attention(q, k, v, bias, drop, p, scale=1.0)  # q already scaled, as fairseq does
+        return self.out_proj(out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim))
 
     def apply_sparse_mask(self, attn_weights, tgt_len: int, src_len: int, bsz: int):
         attn_weights = super().apply_sparse_mask(attn_weights, tgt_len, src_len, bsz)

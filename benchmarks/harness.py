@@ -16,6 +16,38 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 Times = Dict[str, List[float]]  # seconds per variant, one per timed repetition
 
 
+# ---------------------------------------------------------------------------- CPU memory (Linux)
+
+
+def proc_status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` field in bytes (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise KeyError(field)
+
+
+def malloc_trim() -> None:
+    """Return glibc's freed heap memory to the OS (no-op where unavailable)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as printed next to the timings ("nan" where unknown)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3

@@ -11,6 +11,9 @@ d=256, 4 heads, ffn 1024) and one synthetic batch (64 sentences x 32 tokens, len
 * ``addrop_<method>`` (default ``ga``): ``addrop_ce --addrop-schedule always``, all layers,
   encoder-self + decoder-self, the attribution of ``--attribution``: GA is one
   ``torch.autograd.grad`` call over all recorded maps;
+* ``addrop_<method>_eager`` (default: ``addrop_ga_eager``): the same criterion with pass 2's
+  attention forced eager (``sites.pass2_attention("eager")``); without the suffix pass 2 runs
+  through fused ``scaled_dot_product_attention`` (docs/cost.md);
 * ``addrop_ga_per_layer``: GA with one ``autograd.grad(retain_graph=True)`` call per map,
   as the original AD-DROP code does (the package's attribution ``ga_per_layer``);
 * ``addrop_aa`` / ``addrop_rd``: the AA (attention weights, no-grad first pass) and RD
@@ -49,11 +52,17 @@ the AD-DROP step. The summary lines are ``<method>_all_layers_vs_plain = X.XX`` 
 main variant (the ratio of medians), e.g. ``ga_all_layers_vs_plain = X.XX``, then
 ``<method>_vs_plain = X.XX`` for every other AD-DROP variant (``iga_vs_plain``, ...).
 
+``--dtype bf16`` / ``fp16`` runs each step under ``torch.autocast``. ``--model bert-base`` (or
+``bert-small``) times a random-init BERT (12 layers, hidden 768, 12 heads, batch 32 x 128)
+through ``ADDropTrainer`` instead: plain, AD-DROP with fused and with eager pass 2
+(``benchmarks/hf_bench.py``).
+
 Example (2 CPU cores)::
 
     python benchmarks/step_overhead.py --threads 2 --steps 20
     python benchmarks/step_overhead.py --threads 2 --breakdown 5 --variants plain,MAIN
     python benchmarks/step_overhead.py --device cuda --steps 50
+    python benchmarks/step_overhead.py --model bert-base --device cuda --dtype bf16 --steps 20
 """
 import argparse
 import contextlib
@@ -84,15 +93,16 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 import addrop_fairseq  # noqa: E402
 
 addrop_fairseq.register()
-from addrop_fairseq import attribution, masks  # noqa: E402
+from addrop_fairseq import attribution, masks, sites  # noqa: E402
 
 import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 
 # ---------------------------------------------------------------------------- setup
 
-REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "addrop_ga_per_layer", "addrop_aa", "addrop_rd",
+REFERENCE_VARIANTS = ("plain", "addrop_off", "MAIN", "MAIN_eager", "addrop_ga_per_layer", "addrop_aa", "addrop_rd",
                       "addrop_iga_first")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 ATTN_REG = {"attn_reg_scores": "scores-dropout", "attn_reg_layerdrop": "layerdrop"}
@@ -103,7 +113,7 @@ def variant_names(args):
     names = []
     for v in args.variants.split(","):
         v = v.strip()
-        v = main if v == "MAIN" else v
+        v = main if v == "MAIN" else main + "_eager" if v == "MAIN_eager" else v
         if v and v not in names:
             names.append(v)
     if "plain" not in names:
@@ -112,6 +122,8 @@ def variant_names(args):
 
 
 def criterion_args(variant, args):
+    if variant.endswith("_eager"):  # the same criterion; pass 2's attention forced eager in Bench.step
+        variant = variant[: -len("_eager")]
     if variant == "plain":
         return ["--criterion", "label_smoothed_cross_entropy"]
     common = [
@@ -257,7 +269,10 @@ class Bench:
 
     def step(self, variant):
         self.model.zero_grad(set_to_none=True)
-        loss, _, _ = self.criteria[variant](self.model, self.sample)
+        dtype = DTYPES[self.args.dtype]
+        with sites.pass2_attention("eager" if variant.endswith("_eager") else "auto"), \
+                torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss, _, _ = self.criteria[variant](self.model, self.sample)
         loss.backward()
         if variant == "attendout":  # A-Net's optimizer step, taken when fairseq's update ends
             self.criteria[variant].end_update(self.fairseq_optimizer, 0)
@@ -274,32 +289,9 @@ class Bench:
 # ---------------------------------------------------------------------------- memory
 
 
-def _proc_status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    raise KeyError(field)
-
-
-def malloc_trim() -> None:
-    """Return glibc's freed heap memory to the OS (no-op where unavailable)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+_proc_status_bytes = harness.proc_status_bytes
+malloc_trim = harness.malloc_trim
+reset_peak_rss = harness.reset_peak_rss
 
 
 def memory_probe(args):
@@ -493,6 +485,12 @@ def build_parser():
     p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
+                   help="autocast dtype of the step (fp32: none)")
+    p.add_argument("--model", choices=("transformer", "bert-base", "bert-small"), default="transformer",
+                   help="transformer: the fairseq model above; bert-*: a random-init BERT through ADDropTrainer "
+                   "(benchmarks/hf_bench.py: plain, AD-DROP fused and eager pass 2; --device, --dtype, --steps, "
+                   "--warmup, --memory-steps, --threads apply)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: perf_counter; cpu: this process's CPU time (process_time), "
                    "robust to other jobs' load, meaningful on CPU with --threads 1")
@@ -528,6 +526,12 @@ def main(argv=None):
     if args.probe:
         memory_probe(args)
         return
+    if args.model != "transformer":
+        import hf_bench
+
+        hf_bench.run(args.model[len("bert-"):], args.device, args.dtype, args.steps, args.warmup,
+                     0 if args.no_memory else args.memory_steps, progress=args.progress, clock=args.clock)
+        return
 
     variants = variant_names(args)
     main_variant = f"addrop_{args.attribution}"
@@ -539,6 +543,7 @@ def main(argv=None):
         f"batch {args.batch} x {args.length} ({bench.sample['ntokens']} target tokens); "
         f"device {args.device}, {threads} threads; torch {torch.__version__}"
     )
+    print(f"dtype {args.dtype} (autocast); *_eager: pass 2's attention eager instead of fused")
     print(f"AD-DROP: p={args.p} q={args.q}, layers {args.addrop_layers}, "
           f"attention {args.addrop_attention}; step = criterion forward + loss.backward()")
     print(f"{args.warmup} warm-up + {args.steps} timed round-robin repetitions, "

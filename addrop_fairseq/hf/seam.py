@@ -25,6 +25,13 @@ override:
 * ``dropped = hook.attended(module, dropped[B,H,T,S])`` on the probabilities after attention
   dropout, the tensor that multiplies V (``needs_attended``; what GA and IGA differentiate).
 
+Pass 2 fused: when the hook only drops keys (:func:`~addrop_fairseq.sites.fusable`: AD-DROP's
+masking pass) the function computes ``scaled_dot_product_attention`` with the model's mask
+and the drop mask as one additive mask (:func:`~addrop_fairseq.sites.masked_attention`),
+attention dropout included: the same output as the eager seams up to rounding, without the
+[B, H, T, S] probabilities kept for backward. Recording passes, probability hooks, score
+editors, ``output_attentions=True`` and ``ADDROP_PASS2_ATTENTION=eager`` take the eager path.
+
 A model is switched with ``model.set_attn_implementation("addrop")`` only when AD-DROP
 asks for its sites; until then (and in ``fairseq-generate``) it is untouched. The fairseq
 wrappers ask through :class:`HFSitesMixin`, which gives them the ``addrop_attention_sites``
@@ -36,7 +43,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..sites import ATTENTION_KINDS, STATE, AttentionSite, SiteState, select_from, state
+from ..sites import (ATTENTION_KINDS, STATE, AttentionSite, SiteState, finite_bias, fusable, masked_attention,
+                     select_from, state)
 from . import _compat
 
 NAME = "addrop"
@@ -142,7 +150,26 @@ def addrop_attention_forward(module, query, key, value, attention_mask, scaling=
             f"AD-DROP's attention on {type(module).__name__} got {used}: attention variants with "
             "these arguments are not implemented by the addrop attention function"
         )
+    if fusable(hook) and not kwargs.get("output_attentions"):
+        return fused_attention(module, query, key, value, attention_mask, scaling, dropout, hook)
     return eager_attention(module, query, key, value, attention_mask, scaling, dropout, hook=hook)
+
+
+def fused_attention(module, query, key, value, attention_mask, scaling, dropout, hook):
+    """Pass 2 through ``scaled_dot_product_attention``: the model's mask plus ``hook.drop``'s
+    mask (built from the same valid keys as the eager path's), attention dropout in the kernel.
+    Returns (output [B, T, H, D], None) as transformers' sdpa implementation does."""
+    n_rep = query.size(1) // key.size(1)
+    key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
+    shape = (query.size(0), query.size(1), query.size(2), key.size(2))
+    valid = valid_from_mask(attention_mask, query, key, state(module).self_attention)
+    drop = hook.drop(module, valid, shape)
+    bias = None
+    if attention_mask is not None:
+        bias = finite_bias(attention_mask[:, :, :, : key.size(2)], query.dtype)
+    out = masked_attention(query, key, value, bias, drop, dropout if module.training else 0.0,
+                           scaling if scaling is not None else query.size(-1) ** -0.5)
+    return out.transpose(1, 2).contiguous(), None
 
 
 # ------------------------------------------------------------------------------ sites
