@@ -55,6 +55,7 @@ def smoke(tmp_path_factory):
     return root, args, first.stdout
 
 
+@pytest.mark.slow
 def test_each_run_writes_its_summary(smoke):
     root, _, out = smoke
     paths = sorted((root / "results" / "smoke" / "rte").glob("*/seed1.json"))
@@ -75,6 +76,7 @@ def test_each_run_writes_its_summary(smoke):
     assert "epoch 2/2" in out and "ETA" in out  # progress lines
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs_and_report_is_deterministic(smoke):
     root, args, _ = smoke
     before = {p: p.read_bytes() for p in (root / "results").rglob("*.json")}
@@ -122,6 +124,7 @@ def test_the_repository_readme_block_is_what_report_writes():
 
 
 
+@pytest.mark.slow
 def test_a_study_without_a_report_section_changes_nothing(tmp_path):
     """Runs of a study no section reads (one under way, its section not written yet) are set
     aside: RESULTS.md and the README block are what they are without them, and main says so."""
@@ -147,6 +150,7 @@ def test_a_study_without_a_report_section_changes_nothing(tmp_path):
     assert rep.returncode == 0 and "not reported: 2 runs of study not_a_section" in rep.stdout
     assert (tmp_path / "out" / "RESULTS.md").read_text() == outputs[0][0]
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_estimate(tmp_path):
     out = subprocess.run(RUN + ["glue", "--dry-run", "--tasks", "mrpc", "--seeds", "1,2", "--results", str(tmp_path)],
                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
@@ -156,6 +160,7 @@ def test_dry_run_prints_the_plan_and_estimate(tmp_path):
         assert f"glue/mrpc/{method}/seed2" in out.stdout
 
 
+@pytest.mark.slow
 def test_ner_smoke_runs_minilm_tagging_with_its_peers(tmp_path):
     """The harness on CoNLL-2003: MiniLM's hf_token_classifier through fairseq-train, FT,
     AD-DROP and fairseq's R-Drop criterion on sequence_tagging, seqeval F1 per epoch."""
@@ -182,6 +187,7 @@ def test_ner_smoke_runs_minilm_tagging_with_its_peers(tmp_path):
     assert "| CoNLL-2003 (MiniLM) (f1) | R-Drop | 1 |" in text
 
 
+@pytest.mark.slow
 def test_mt_smoke_translates_the_test_block_and_scores_it(tmp_path):
     """Translation through the harness: fairseq-train saves the best (valid loss) and last
     checkpoints, both translate the held-out test block, sacrebleu scores them; the
@@ -366,6 +372,7 @@ def test_epochs_study_sets_both_budgets_side_by_side(tmp_path):
             "epoch FT 0.50 ± 0.00 vs AD-DROP 0.40 ± 0.10.") in block
 
 
+@pytest.mark.slow
 def test_epochs_confirm_reruns_the_epochs_study_on_fresh_seeds_only(tmp_path):
     seeds = studies.DEFAULT_SEEDS["epochs_confirm"]
     assert not set(seeds) & {1, 2, 3} and studies.DEFAULT_TASKS["epochs_confirm"] == ["sst2"]
@@ -410,6 +417,7 @@ def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers()
     assert glue_section.attention_dropout_rates(runs) == "MRPC 0.5, STS-B 0.205"  # read from the commands, task order
 
 
+@pytest.mark.slow
 def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_saw(tmp_path):
     import run
 
@@ -478,6 +486,7 @@ def test_verdicts_are_a_two_sided_paired_t_test_at_five_percent(tmp_path):
     assert stats.verdict([-0.7, -0.7]) == "two seeds: no verdict" and stats.paired_p([-0.7, -0.7]) == 0.0
 
 
+@pytest.mark.slow
 def test_majority_class_floor_is_what_sklearn_scores_for_a_constant_prediction(shared_data, tmp_path):
     """The report's floor line: the training subset's most frequent label predicted for every
     dev example, scored by sklearn (the metrics fairseq's sentence_prediction logs)."""
@@ -594,6 +603,7 @@ def test_scheduled_slopes_bring_the_last_layer_to_its_end_rate_on_the_last_updat
         studies.regularizers(["wmt_en_ro"], [1], {})
 
 
+@pytest.mark.slow
 def test_a_study_at_smoke_size_runs_attendout_on_held_out_ner_sentences(tmp_path):
     """``run.py STUDY --smoke``: the regularizers study's AttendOut and scheduled rows on CoNLL-2003
     with MiniLM, AttendOut scoring its nets on training sentences outside the subset."""
@@ -746,6 +756,7 @@ def test_tune_picks_the_best_rate_and_flags_one_at_the_grids_edge(tmp_path):
     assert runner.tuned_lrs(results) == {"wmt_en_ro": grid[1], "mrpc": TASKS["mrpc"].lr_grid[1]}  # RTE: not yet
 
 
+@pytest.mark.slow
 def test_all_sh_runs_every_study_and_reports_a_failure_at_the_end(tmp_path):
     """all.sh runs each study (smoke and demo aside) even after one fails, then exits 1 naming it, so a
     broken environment is not hidden behind "all studies done"."""

@@ -129,6 +129,7 @@ def cli_runs(minilm_data):
     return hb.run_plan(plan, root / "plan.json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,metric", [("rte", "accuracy"), ("conll", "f1")])
 def test_few_updates_with_addrop_through_the_cli(cli_runs, name, metric):
     rc, log = cli_runs[name]

@@ -95,6 +95,7 @@ def params(model):
 # ------------------------------------------------------------------------------ imports and options
 
 
+@pytest.mark.slow
 def test_import_without_fairseq():
     code = ("import sys; from addrop_fairseq.hf.trainer import ADDropTrainer, ADDropArguments; "
             "assert 'fairseq' not in sys.modules, sorted(m for m in sys.modules if m.startswith('fairseq'))[:5]; "
@@ -490,6 +491,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     port = free_port()
     out = str(tmp_path / "ddp")

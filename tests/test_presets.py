@@ -207,6 +207,7 @@ def test_bad_flags_are_refused(items, message):
         to_overrides(raw("conll2003", "ner"), items)
 
 
+@pytest.mark.slow
 def test_overrides_and_config_cli():
     proc = run_cli("addrop_fairseq.config.overrides", [Path(CONFIG_DIR) / "glue" / "rte.yaml", "--max-epoch", "2",
                                                        "model.hf_config_overrides='{}'"])
@@ -241,6 +242,7 @@ def ner_bin(tmp_path_factory, shared_data):
     return root
 
 
+@pytest.mark.slow
 def test_ner_smoke_preset_trains_with_fairseq_hydra_train(ner_bin):
     """The preset as a user runs it, from the repository root: its common.user_dir
     (addrop_fairseq) is the plugin there; epoch 1 plain, epoch 2 AD-DROP."""

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO, cli_env
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 PLUGIN = str(REPO / "addrop_fairseq")
 
 
