@@ -19,6 +19,8 @@ from addrop_fairseq import sites as core
 from addrop_fairseq.hf import preprocess as hf_preprocess
 from hf_builders import build
 
+pytestmark = pytest.mark.slow  # loads the pretrained MiniLM; one test trains through the CLI
+
 USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"
 
 
@@ -129,7 +131,6 @@ def cli_runs(minilm_data):
     return hb.run_plan(plan, root / "plan.json")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,metric", [("rte", "accuracy"), ("conll", "f1")])
 def test_few_updates_with_addrop_through_the_cli(cli_runs, name, metric):
     rc, log = cli_runs[name]

@@ -317,6 +317,7 @@ def make_recording(tmp_path, **kw):
     return trainer
 
 
+@pytest.mark.slow  # trains
 def test_cross_tuning_by_epoch_with_accumulation_and_resume(tmp_path):
     # 8 examples, micro-batches of 2, 2 per update: 2 updates per epoch, 4 epochs
     full = make_recording(tmp_path)
