@@ -51,6 +51,7 @@ def test_plain_epoch_is_exactly_the_stock_criterion(tdir):
     assert torch.equal(l4, l5) and "addrop_active" not in log4
 
 
+@pytest.mark.slow  # trains 8 updates
 def test_schedule_follows_fairseq_epochs_and_updates(tdir):
     _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])
     seen = []

@@ -255,6 +255,7 @@ def minilm_pair(tmp_path_factory, shared_data):
     return task, fs_model, cfg, sample, hf_model, inputs
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM
 def test_one_step_equals_the_fairseq_criterion_on_minilm(minilm_pair, tmp_path):
     task, fs_model, cfg, sample, hf_model, inputs = minilm_pair
     criterion = task.build_criterion(cfg.criterion)
@@ -454,6 +455,7 @@ def spy_on_gradients(trainer):
     return seen
 
 
+@pytest.mark.slow  # trains
 def test_bf16_through_the_trainer_and_fp16_below_it(tmp_path):
     data, collate_unpadded = unpadded()
     trainer = ADDropTrainer(model=tiny(), args=targs(tmp_path, bf16=True, num_train_epochs=2), train_dataset=data,
