@@ -83,16 +83,18 @@ def checkpoint_parser(prog: str, doc: str, checkpoint_help: str) -> argparse.Arg
 
 
 def load_checkpoint(checkpoint: str, data=None):
-    """(model, cfg, task) of a fairseq checkpoint, the plugin registered and torch's safe loading
-    on; a missing file, or one safe loading refuses, is a ValueError naming it (one line)."""
+    """(model, cfg, task) of a fairseq checkpoint, torch's safe loading on; a missing file, or one
+    safe loading refuses, is a ValueError naming it (one line).
+
+    The plugin (sequence_tagging, the taggers, the hf_* models, the checkpoint allowlist) is
+    registered by importing this package: at once if fairseq was imported before it, else as
+    soon as the ``fairseq`` import below completes (``addrop_fairseq/__init__.py``)."""
     import pickle
 
     from fairseq import checkpoint_utils
 
-    from . import register
     from .safe_loading import refusal
 
-    register()  # sequence_tagging, the taggers, the hf_* models, the checkpoint allowlist
     check_input_file(checkpoint, "--checkpoint")
     overrides = {"data": data} if data else None
     try:

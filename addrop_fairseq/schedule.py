@@ -3,14 +3,7 @@ training reaches one."""
 import math
 from typing import Optional, Tuple
 
-SCHEDULES = ("cross", "always", "never")
-
-
-def check_schedule(schedule: str, period: int) -> None:
-    if schedule not in SCHEDULES:
-        raise ValueError(f"--addrop-schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if period < 0:
-        raise ValueError(f"--addrop-cross-period must be >= 0, got {period}")
+SCHEDULES = ("cross", "always", "never")  # checked with the other options (options.ADDROP_CHECKS)
 
 
 def addrop_active(schedule: str, epoch: int, num_updates: int, period: int = 0) -> bool:

@@ -1,9 +1,9 @@
 """Hand-written mutation testing: would the unit tests notice these bugs?
 
 Each mutant is one exact text replacement in one source file (masks, attribution, schedule,
-the criterion). The script makes one private COPY of the repository in a temporary directory
-(the files ``git ls-files`` lists -- tracked, and untracked non-ignored ones -- as they are
-in the working tree now); for each mutant it edits the file in the copy, runs a pytest
+the options' checks, the criterion). The script makes one private COPY of the repository in a
+temporary directory (the files ``git ls-files`` lists -- tracked, and untracked non-ignored
+ones -- as they are in the working tree now); for each mutant it edits the file in the copy, runs a pytest
 selection there, and puts the file back. The live tree is never written to.
 
     python benchmarks/mutation_check.py --list            # the mutants, numbered
@@ -53,6 +53,7 @@ ST = "addrop_fairseq/step.py"
 SC = "addrop_fairseq/criterions/site_criterion.py"
 AO = "addrop_fairseq/attendout_maths.py"
 AOC = "addrop_fairseq/criterions/attendout.py"
+O = "addrop_fairseq/options.py"
 
 MUTANTS: List[Mutant] = [
     # ------------------------------------------------------------------ masks (Eq. 6-7)
@@ -90,7 +91,11 @@ MUTANTS: List[Mutant] = [
            "cross period: first period is AD-DROP instead of plain"),
     Mutant(S, "if schedule == \"never\":\n        return False", "if schedule == \"never\":\n        return True",
            "schedule 'never' drops"),
-    Mutant(S, "if period < 0:", "if period <= 0:", "check_schedule rejects the default period 0"),
+    # the schedule's options are checked with the others, in options.ADDROP_CHECKS
+    Mutant(O, "\"addrop_cross_period\": at_least(0),", "\"addrop_cross_period\": at_least(1),",
+           "--addrop-cross-period's check rejects the default period 0"),
+    Mutant(O, "\"addrop_cross_period\": at_least(0),", "\"addrop_cross_period\": at_least(-10),",
+           "--addrop-cross-period's check accepts a negative period"),
     # ------------------------------------------------------------------ attribution (Eq. 3-5, 8-10)
     Mutant(A, "return -F.mse_loss(", "return F.mse_loss(",
            "regression target sign flipped (attributes the loss, not minus the loss)"),

@@ -12,6 +12,8 @@ import hf_builders as hb
 from conftest import REPO, cli_env, run_cli
 from fairseq_builders import TINY_ROBERTA, binarized_sentence_prediction, build
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 PLUGIN = str(REPO / "addrop_fairseq")
 COMMON = ["--task", "sentence_prediction", "--arch", "roberta", *TINY_ROBERTA, "--num-classes", "2",
           "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "8", "--required-batch-size-multiple", "1",

@@ -201,6 +201,7 @@ def test_hf_layerdrop_is_uniform_over_valid_keys_with_padding(tmp_path, shared_d
 # ---------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_trains_with_each_regularizer_and_refuses_bad_slopes(tmp_path):
     binarized_sentence_prediction(tmp_path, run_cli)
     common = [tmp_path / "bin", "--user-dir", REPO / "addrop_fairseq", "--task", "sentence_prediction",

@@ -100,6 +100,7 @@ def test_pseudo_target_ignores_padding():
     assert value.item() == pytest.approx(lprobs[0, :2].max(-1).values.sum().item() + lprobs[1, 0].max().item())
 
 
+@pytest.mark.slow  # 20-step IGA once per layer (Eq. 3 stays in the fast lane: test_faithful.py)
 def test_iga_satisfies_completeness_per_layer(translation):
     """Per-layer IGA (Eq. 3; the slow loop is in test_faithful.py): for each layer l, the sum
     of B_l is F(A) - F(A with l's map at 0), up to the Riemann-sum error."""

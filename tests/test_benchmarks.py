@@ -3,7 +3,11 @@ check (AttendOut's scoring split) must not silently break the numbers docs/cost.
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
 
 VARIANTS = ["plain", "addrop_off", "addrop_ga", "attendout", "attn_reg_scores", "attn_reg_layerdrop"]
 

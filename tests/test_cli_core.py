@@ -11,6 +11,8 @@ import sentencepiece as spm
 
 from conftest import REPO, cli_env, run_cli
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 PLUGIN = str(REPO / "addrop_fairseq")
 TINY = [
     "--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",

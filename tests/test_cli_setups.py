@@ -1,7 +1,11 @@
 """Training set-ups through fairseq's CLI that used to crash (issue 8): LayerDrop under
 cross-tuning, and activation checkpointing refused before the first update."""
+import pytest
+
 from conftest import run_cli
 from test_cli_core import ADDROP, COMMON, PLUGIN, TINY, enro, epoch_lines  # noqa: F401  (enro: fixture)
+
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
 
 
 def test_layerdrop_trains_through_cross_tuning(enro, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fairseq.logging import metrics
 
-from addrop_fairseq import schedule
+from addrop_fairseq import masks, schedule
 from fairseq_builders import (
     TINY_ROBERTA,
     TINY_TRANSFORMER,
@@ -51,6 +51,7 @@ def test_plain_epoch_is_exactly_the_stock_criterion(tdir):
     assert torch.equal(l4, l5) and "addrop_active" not in log4
 
 
+@pytest.mark.slow  # trains 8 updates
 def test_schedule_follows_fairseq_epochs_and_updates(tdir):
     _, task, model, crit = build(tdir, TINY_TRANSFORMER + ["--criterion", "addrop_ce"])
     seen = []
@@ -75,17 +76,36 @@ class _NoOptimizer:
         loss.backward()
 
 
-def test_extreme_rates_never_give_nan(tdir):
+def test_extreme_rates_never_give_nan(tdir, monkeypatch):
     _, task, model, crit = build(
         tdir,
         TINY_TRANSFORMER + ["--criterion", "addrop_ce", "--addrop-schedule", "always", "--addrop-p", "1", "--addrop-q", "1",
                             "--addrop-attention", "encoder-self,decoder-self,encoder-decoder"],
     )
     model.train()
+    applied = []  # (valid keys, drop mask) of every site pass 2 masked
+    original = masks.DropMasks.__call__
+
+    def spy(self, index, valid):
+        drop = original(self, index, valid)
+        applied.append((valid.clone(), drop.clone()))
+        return drop
+
+    monkeypatch.setattr(masks.DropMasks, "__call__", spy)
     loss, grads, log = step(model, crit, translation_batch(task))
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
-    # every row keeps exactly one key
-    assert log["addrop_valid"] - log["addrop_dropped"] > 0
+    # p = q = 1: every valid key is dropped but one per row; rows without a valid key (padded
+    # queries) keep none; nothing outside the valid keys is touched
+    assert len(applied) == 6  # 2 layers x (encoder-self, decoder-self, encoder-decoder)
+    rows = 0
+    for i, (valid, drop) in enumerate(applied):
+        assert not (drop & ~valid).any(), f"site {i} drops an invalid key"
+        kept = (valid & ~drop).sum(-1)
+        has_keys = valid.any(-1)
+        assert torch.equal(kept, has_keys.long()), f"site {i}: keys kept per row {kept.unique().tolist()}"
+        rows += int(has_keys.sum())
+    assert (~applied[-1][0].any(-1)).any(), "the batch has padded query rows (the case a row keeps none)"
+    assert log["addrop_valid"] - log["addrop_dropped"] == rows
 
 
 def test_metrics_are_logged(tdir):

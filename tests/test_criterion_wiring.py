@@ -162,6 +162,7 @@ def test_regression_target_is_minus_the_squared_error(spdir, applied):
         assert r.abs().sum() > 0
 
 
+@pytest.mark.slow  # trains several updates
 def test_cross_period_alternates_updates_through_the_criterion(tdir):
     torch.manual_seed(0)
     _, task, model, crit = build(tdir, TINY_TRANSFORMER + NO_DROPOUT + [

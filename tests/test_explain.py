@@ -15,6 +15,8 @@ import torch
 import hf_builders as hb
 from conftest import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 PLUGIN = str(REPO / "addrop_fairseq")
 WORDS = "the a cat dog sat ran on under mat tree big small red blue house".split()
 TEXT = "the big cat sat on the red mat under a small tree"

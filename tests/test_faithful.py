@@ -177,6 +177,7 @@ def test_padded_decoder_rows_are_never_counted_in_encoder_decoder_attention(tdir
     assert int(log["addrop_dropped"]) == layers * heads * int(((src_real - 1) * tgt_real).sum())
 
 
+@pytest.mark.slow  # trains 12 steps
 def test_layerdrop_sites_skipped_in_either_pass_get_no_mask(tdir):
     _, task, model, crit = make(tdir, "--encoder-layerdrop", "0.5", "--attention-dropout", "0",
                                 "--addrop-schedule", "always", "--addrop-p", "1", "--addrop-q", "1")
@@ -239,6 +240,7 @@ def test_half_precision_attribution_is_scaled_not_underflowed(tdir, dtype):
     assert abs(frac - 0.25) < 0.08
 
 
+@pytest.mark.slow  # scripts whole models
 def test_torchscript_with_the_plugin_installed(tdir):
     """fairseq scripts transformers and sequence generators: installed sites stay scriptable,
     and scripted outputs equal the stock model's, also after a masking pass has run."""

@@ -14,6 +14,8 @@ import pytest
 import hf_builders as hb
 from addrop_fairseq.hf import preprocess as hf_preprocess
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"
 P, Q = 0.3, 0.3
 COMMON = [

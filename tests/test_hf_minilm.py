@@ -19,6 +19,8 @@ from addrop_fairseq import sites as core
 from addrop_fairseq.hf import preprocess as hf_preprocess
 from hf_builders import build
 
+pytestmark = pytest.mark.slow  # loads the pretrained MiniLM; one test trains through the CLI
+
 USER_DIR = hb.Path(__file__).resolve().parents[1] / "addrop_fairseq"
 
 

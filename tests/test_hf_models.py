@@ -48,6 +48,7 @@ def test_wrapper_equals_hf_forward(marian):
         torch.testing.assert_close(lprobs[b, : len(t)][:, real], ref[:, model.decoder.out_index[real]], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # decodes
 def test_beam_search_scores_equal_full_forward(marian):
     """Incremental decoding (HF cache in fairseq's incremental state, reordered with the beams)."""
     task, model, sample, _ = marian
@@ -72,6 +73,7 @@ def test_beam_search_scores_equal_full_forward(marian):
     assert n >= 6
 
 
+@pytest.mark.slow  # decodes
 def test_greedy_equals_hf_generate(marian):
     task, model, sample, _ = marian
     from fairseq.sequence_generator import SequenceGenerator

@@ -1,6 +1,7 @@
 """Site discovery keeps its probe in the probed model's own state, nothing module-global
 (issue 25, item 10): probing one model never records another model's attention calls, and
-the transient states are gone afterwards."""
+the transient states are gone afterwards, also when the probed run fails."""
+import pytest
 import torch
 
 import hf_builders as hb
@@ -29,9 +30,31 @@ def test_probe_records_only_the_probed_model():
     calls = seam.probe(a, run)
     a_modules = {id(m) for m in a.modules()}
     assert len(calls) == 2 and all(id(m) in a_modules for m, _, _ in calls)
-    assert not hasattr(seam, "_probe")
     # transient states removed; the discovered sites keep theirs, idle
     assert all(core.state(m) is None for m in a.modules() if m is not a)
+    # one probe inside another (b's while a's runs): each records its own model's calls only
+    inner = []
+
+    def nested():
+        a(input_ids=ids)
+        inner.extend(seam.probe(b, lambda: b(input_ids=ids)))
+        a(input_ids=ids)
+
+    outer = seam.probe(a, nested)
+    b_modules = {id(m) for m in b.modules()}
+    assert len(outer) == 4 and all(id(m) in a_modules for m, _, _ in outer)
+    assert len(inner) == 2 and all(id(m) in b_modules for m, _, _ in inner)
+    # a run that fails leaves no transient state and the model's training mode as it was
+    a.train()
+
+    def fails():
+        a(input_ids=ids)
+        raise RuntimeError("the forward failed")
+
+    with pytest.raises(RuntimeError, match="the forward failed"):
+        seam.probe(a, fails)
+    assert a.training and all(core.state(m) is None for m in a.modules() if m is not a)
+    a.eval()
     found = seam.discover(a, lambda: a(input_ids=ids))
     assert [s.layer for s in found] == [0, 1]
     assert all(core.state(s.module).hook is None for s in found)

@@ -101,6 +101,7 @@ def test_console_scripts_are_installed():
             assert callable(ep.load()), ep.name
 
 
+@pytest.mark.slow
 def test_old_module_paths_are_aliases():
     """``python -m addrop_fairseq.tag`` / ``.hf_preprocess`` (kept for scripts) run the new CLIs."""
     import subprocess
@@ -164,6 +165,7 @@ def written(src_path, pred_path):
     return gold, pred
 
 
+@pytest.mark.slow
 def test_hf_token_classifier_trains_and_the_tag_cli_reproduces_its_dev_f1(runs):
     for name in ("train", "tag_valid"):
         assert runs[name][0] == 0, runs[name][1][-6000:]
@@ -177,6 +179,7 @@ def test_hf_token_classifier_trains_and_the_tag_cli_reproduces_its_dev_f1(runs):
         assert got[key] == pytest.approx(float(best[key]), abs=0.006), (got, best)
 
 
+@pytest.mark.slow
 def test_tag_cli_on_held_out_slice_prints_seqeval_f1_of_what_it_wrote(runs, data):
     rc, log = runs["tag_held"]
     assert rc == 0, log[-6000:]

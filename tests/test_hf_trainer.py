@@ -95,6 +95,7 @@ def params(model):
 # ------------------------------------------------------------------------------ imports and options
 
 
+@pytest.mark.slow
 def test_import_without_fairseq():
     code = ("import sys; from addrop_fairseq.hf.trainer import ADDropTrainer, ADDropArguments; "
             "assert 'fairseq' not in sys.modules, sorted(m for m in sys.modules if m.startswith('fairseq'))[:5]; "
@@ -254,6 +255,7 @@ def minilm_pair(tmp_path_factory, shared_data):
     return task, fs_model, cfg, sample, hf_model, inputs
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM
 def test_one_step_equals_the_fairseq_criterion_on_minilm(minilm_pair, tmp_path):
     task, fs_model, cfg, sample, hf_model, inputs = minilm_pair
     criterion = task.build_criterion(cfg.criterion)
@@ -316,6 +318,7 @@ def make_recording(tmp_path, **kw):
     return trainer
 
 
+@pytest.mark.slow  # trains
 def test_cross_tuning_by_epoch_with_accumulation_and_resume(tmp_path):
     # 8 examples, micro-batches of 2, 2 per update: 2 updates per epoch, 4 epochs
     full = make_recording(tmp_path)
@@ -452,6 +455,7 @@ def spy_on_gradients(trainer):
     return seen
 
 
+@pytest.mark.slow  # trains
 def test_bf16_through_the_trainer_and_fp16_below_it(tmp_path):
     data, collate_unpadded = unpadded()
     trainer = ADDropTrainer(model=tiny(), args=targs(tmp_path, bf16=True, num_train_epochs=2), train_dataset=data,
@@ -490,6 +494,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     port = free_port()
     out = str(tmp_path / "ddp")

@@ -85,6 +85,7 @@ def test_presets_are_listed_and_shipped():
         assert any(fnmatch.fnmatch(path, pat) for pat in package_data["addrop_fairseq.config"]), path
 
 
+@pytest.mark.slow  # composes every preset with hydra
 @pytest.mark.parametrize("setup, name", PRESETS, ids=[f"{s}/{n}" for s, n in PRESETS])
 def test_preset_composes_into_a_valid_fairseq_config(setup, name):
     # the open values are exactly the documented ones, and the header names them
@@ -106,6 +107,7 @@ def test_preset_composes_into_a_valid_fairseq_config(setup, name):
     assert hydra.run.dir == "/tmp/x" and hydra.job.chdir is False
 
 
+@pytest.mark.slow  # composes presets with hydra
 def test_ner_presets_write_out_the_tagger_sizes():
     """``_name: transformer_tagger_small`` in a hydra config keeps the dataclass's base sizes
     (they are filled in before the architecture function runs), so the presets name
@@ -133,6 +135,7 @@ def experiments_module(name):
         sys.path.remove(str(REPO / "experiments"))
 
 
+@pytest.mark.slow  # composes presets with hydra
 @pytest.mark.parametrize("task", sorted(GLUE_TRAIN))
 def test_glue_preset_is_the_studies_addrop_command(task):
     """experiments/run.py's fairseq-train command for the glue study's AD-DROP run on the whole
@@ -207,6 +210,7 @@ def test_bad_flags_are_refused(items, message):
         to_overrides(raw("conll2003", "ner"), items)
 
 
+@pytest.mark.slow
 def test_overrides_and_config_cli():
     proc = run_cli("addrop_fairseq.config.overrides", [Path(CONFIG_DIR) / "glue" / "rte.yaml", "--max-epoch", "2",
                                                        "model.hf_config_overrides='{}'"])
@@ -241,6 +245,7 @@ def ner_bin(tmp_path_factory, shared_data):
     return root
 
 
+@pytest.mark.slow
 def test_ner_smoke_preset_trains_with_fairseq_hydra_train(ner_bin):
     """The preset as a user runs it, from the repository root: its common.user_dir
     (addrop_fairseq) is the plugin there; epoch 1 plain, epoch 2 AD-DROP."""

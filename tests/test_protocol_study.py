@@ -76,6 +76,7 @@ def test_a_winner_at_the_grids_upper_edge_adds_the_cells_beyond_it_once():
     assert len(studies.protocol_grid(grid)) == 9
 
 
+@pytest.mark.slow
 def test_protocol_refuses_the_search_seeds_as_fresh_ones_and_uses_the_reference_recipe(tmp_path):
     with pytest.raises(ValueError, match="judge them on fresh ones"):
         studies.protocol(["cola"], [3, 4], {}, [])
@@ -105,6 +106,7 @@ def test_ood_waits_for_the_protocol_choice_then_uses_it_for_both_tasks():
     assert addrop[addrop.index("--addrop-p") + 1] == "0.6" and addrop[addrop.index("--addrop-q") + 1] == "0.1"
 
 
+@pytest.mark.slow
 def test_ood_smoke_trains_on_mnli_and_scores_the_best_checkpoint_on_hans(tmp_path):
     """The whole pipeline at smoke size: fairseq-train keeps only the best dev checkpoint,
     addrop-evaluate scores it on HANS's first rows (MNLI's three labels mapped to HANS's two),

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO, cli_env
 
+pytestmark = pytest.mark.slow  # starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+
 PLUGIN = str(REPO / "addrop_fairseq")
 
 
@@ -42,6 +44,8 @@ EVERYTHING = ("['addrop_ce', 'sentence_prediction_rdrop'] True ['hf_seq2seq', 'h
     "import addrop_fairseq, fairseq",  # a script importing the plugin first
     "import addrop_fairseq.masks\nimport importlib.util; assert importlib.util.find_spec('fairseq')\nimport fairseq",
     "import addrop_fairseq.hf.loading",  # a module of ours imports fairseq: registered once it is complete
+    # command_line.load_checkpoint's own imports (it does not call register itself)
+    "import sys, addrop_fairseq.command_line\nassert 'fairseq' not in sys.modules\nfrom fairseq import checkpoint_utils",
 ])
 def test_every_import_order_registers_everything(imports):
     proc = python(imports + "\n" + REGISTERED)

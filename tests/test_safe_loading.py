@@ -99,6 +99,7 @@ def test_code_in_a_pickle_is_refused_after_importing_the_plugin(tmp_path, kind):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_code_in_a_pickle_is_refused_by_the_plugins_entry_points(tmp_path):
     """fairseq's --user-dir import of the plugin, then fairseq's loader; and the tag CLI."""
     marker = tmp_path / "pwned"
@@ -199,6 +200,7 @@ def roberta(enro):
     return save, root / "bin"
 
 
+@pytest.mark.slow
 def test_fresh_checkpoints_load_weights_only(translation, roberta):
     """Everything they pickle beyond torch's defaults is on the allowlist (and needed)."""
     import numpy as np
@@ -230,6 +232,7 @@ def generate(enro, checkpoint, cwd, env, *extra):
     return sorted(l for l in proc.stdout.splitlines() if re.match(r"[HDP]-\d+\t", l))
 
 
+@pytest.mark.slow
 def test_generate_with_user_dir_is_stock_generate(enro, translation, tmp_path):
     """What our scripts run (--user-dir: safe loading) gives what stock fairseq-generate
     without the plugin gives when told to load fully."""
@@ -240,6 +243,7 @@ def test_generate_with_user_dir_is_stock_generate(enro, translation, tmp_path):
     assert len(stock) == 3 * 16 and ours == stock
 
 
+@pytest.mark.slow
 def test_roberta_from_pretrained_with_the_plugin(roberta, tmp_path):
     save, data = roberta
     code = (

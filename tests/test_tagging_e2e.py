@@ -14,7 +14,8 @@ from addrop_fairseq.tagging.conll import read_conll
 from addrop_fairseq.tagging.sample import sample
 from conftest import REPO, cli_env, run_cli
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# slow: starts subprocesses (fairseq/HF CLIs, fresh interpreters)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 ONE_THREAD = cli_env(OMP_NUM_THREADS="1")
 TINY = ["--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2"]

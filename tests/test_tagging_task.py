@@ -73,6 +73,7 @@ def test_batches_label_first_pieces_only(data, name):
     assert logits.shape == (*tgt.shape, len(task.target_dictionary))
 
 
+@pytest.mark.slow  # trains and validates
 @pytest.mark.parametrize("criterion", ["label_smoothed_cross_entropy", "addrop_ce"])
 def test_task_f1_equals_seqeval(data, criterion):
     cfg, task, model, criterion = make(data, "transformer_tagger", ("--criterion", criterion))

@@ -119,6 +119,7 @@ def en_ro(tmp_path_factory, shared_data):
     return data, out, proc
 
 
+@pytest.mark.slow
 def test_en_ro_end_to_end_bleu_is_sacrebleu(en_ro):
     data, out, proc = en_ro
     stdout = ok(proc)
@@ -126,6 +127,7 @@ def test_en_ro_end_to_end_bleu_is_sacrebleu(en_ro):
     check_logs(stdout, out)
 
 
+@pytest.mark.slow
 def test_en_ro_romanian_normalised_in_training_only(en_ro):
     data, out, proc = en_ro
     ok(proc)
@@ -139,6 +141,7 @@ def test_en_ro_romanian_normalised_in_training_only(en_ro):
     assert json.loads((out / "eval" / "results.json").read_text())["ref"] == str(ref.resolve())
 
 
+@pytest.mark.slow
 def test_en_ro_rerun_skips_every_step(en_ro):
     data, out, first = en_ro
     ok(first)
@@ -150,6 +153,7 @@ def test_en_ro_rerun_skips_every_step(en_ro):
     assert table_rows(stdout) == table_rows(first.stdout)
 
 
+@pytest.mark.slow
 def test_en_ro_resumes_a_half_finished_run(en_ro, tmp_path):
     """Deleting a step's output redoes that step (and only it): here, scoring."""
     data, out, first = en_ro
@@ -163,6 +167,7 @@ def test_en_ro_resumes_a_half_finished_run(en_ro, tmp_path):
 # ------------------------------------------------------------------------------- TR-EN
 
 
+@pytest.mark.slow
 def test_tr_en_end_to_end_bleu_is_sacrebleu(tmp_path, shared_data):
     data = make_slices(shared_data / "wmt16_tr_en", tmp_path / "data", "tr", "en")
     out = tmp_path / "out"
@@ -187,6 +192,7 @@ def test_tr_en_end_to_end_bleu_is_sacrebleu(tmp_path, shared_data):
         ("nodir", r"data directory not found"),
     ],
 )
+@pytest.mark.slow
 def test_bad_local_data_fails_fast(tmp_path, shared_data, damage, message):
     data = make_slices(shared_data / "wmt16_en_ro", tmp_path / "data", "en", "ro")
     if damage == "missing":
@@ -206,6 +212,7 @@ def test_bad_local_data_fails_fast(tmp_path, shared_data, damage, message):
     assert not (tmp_path / "out" / "data-bin").exists()
 
 
+@pytest.mark.slow
 def test_bad_option_fails_fast(tmp_path):
     proc = run_script("wmt16_tr_en.sh", "--out", tmp_path / "o", "--runs", "baseline,dropout")
     assert proc.returncode == 2 and "--runs: baseline and/or addrop" in proc.stderr
