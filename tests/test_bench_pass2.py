@@ -4,6 +4,10 @@ import sys
 
 from conftest import REPO, cli_env
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 
 def test_step_overhead_eager_and_fused_pass2_in_bf16():
     cmd = [sys.executable, str(REPO / "benchmarks" / "step_overhead.py"), "--layers", "1", "--dim", "16",

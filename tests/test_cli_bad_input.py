@@ -21,7 +21,7 @@ from addrop_fairseq.tagging import cli as tag_cli
 from conftest import REPO, cli_env, run_cli
 from test_checkpoint_tools import error_line, tagger  # noqa: F401  (the tiny tagger checkpoint fixture)
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # subprocesses: the full suite, not the fast lane
 
 HF_TRAIN = ["--task", "sentence_prediction", "--num-classes", "2", "--arch", "hf_sequence_classifier",
             "--batch-size", "4", "--criterion", "addrop_ce", "--addrop-schedule", "always", "--optimizer", "adam",

@@ -17,6 +17,10 @@ from fairseq_cli.train import cli_main  # first: it sets fairseq's log format be
 import torch
 from fairseq import trainer as fairseq_trainer
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 out, argv = sys.argv[1], sys.argv[2:]
 digests = []
 train_step = fairseq_trainer.Trainer.train_step

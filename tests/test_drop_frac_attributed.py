@@ -24,6 +24,8 @@ tf = hb.tf()
 
 from addrop_fairseq.hf.trainer import ADDropArguments, ADDropTrainer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 P = Q = 0.3
 
 

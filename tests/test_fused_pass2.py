@@ -259,6 +259,7 @@ def trainer_step(model, inputs, tmp_path, fused, autocast=None):
     return loss.detach(), outputs.logits.detach(), grads, drop
 
 
+@pytest.mark.slow  # MiniLM
 @pytest.mark.parametrize("padded_sequence", [False, True])
 def test_minilm_trainer_fused_equals_eager(minilm, tmp_path, monkeypatch, padded_sequence):
     """With a sequence of padding only (every key of its rows blocked) the calls are computed
@@ -284,6 +285,7 @@ def test_minilm_trainer_fused_equals_eager(minilm, tmp_path, monkeypatch, padded
     assert_grads_close(f_grads, e_grads)
 
 
+@pytest.mark.slow  # MiniLM
 def test_minilm_bf16_autocast_fused_has_no_nan_and_matches_fp32(minilm, tmp_path):
     model, inputs = minilm
     e_loss, e_logits, e_grads, _ = trainer_step(model, inputs, tmp_path, fused=False)
@@ -299,6 +301,7 @@ def test_minilm_bf16_autocast_fused_has_no_nan_and_matches_fp32(minilm, tmp_path
     assert float(torch.nn.functional.cosine_similarity(flat_e, flat_b, dim=0)) > 0.95
 
 
+@pytest.mark.slow  # MiniLM
 def test_trainer_reports_the_same_activity_and_drop_fraction(tmp_path, monkeypatch):
     """A few updates of ADDropTrainer.train(): addrop_active 1 and the same addrop_drop_frac
     (about p q) with fused and eager pass 2."""
@@ -382,6 +385,7 @@ def criterion_step(task, model, cfg, sample, fused):
     return loss.detach(), grads, drop
 
 
+@pytest.mark.slow  # MiniLM
 def test_minilm_criterion_fused_equals_eager(minilm_fairseq, monkeypatch):
     task, model, cfg, sample = minilm_fairseq
     count = Count(monkeypatch)

@@ -7,6 +7,10 @@ import sys
 
 from conftest import REPO, cli_env
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 
 def test_gpu_check_rehearsal_on_cpu(tmp_path, shared_data):
     inputs, out = tmp_path / "inputs", tmp_path / "out"

@@ -8,6 +8,8 @@ import torch
 from addrop_fairseq.hf.trainer import ADDropArguments, ADDropTrainer
 from test_hf_trainer import collate, params, rows, targs, tiny
 
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 
 @pytest.fixture(autouse=True)
 def _threads(one_torch_thread):

@@ -17,6 +17,8 @@ from addrop_fairseq.config import CONFIG_DIR, PLUGIN_DIR, presets
 from conftest import REPO, cli_env, run_cli
 from test_presets import hydra_train_cmd
 
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 PRESETS = [(setup, name) for setup, names in presets().items() for name in names]
 
 

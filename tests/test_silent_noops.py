@@ -28,6 +28,8 @@ tf = hb.tf()
 from addrop_fairseq.hf import heads  # noqa: E402
 from addrop_fairseq.hf.trainer import ADDropArguments, ADDropTrainer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, MiniLM or training: the full suite, not the fast lane
+
 PLUGIN = str(REPO / "addrop_fairseq")
 START = "AD-DROP will not run in this training"
 END = "without a single AD-DROP update"
