@@ -295,7 +295,8 @@ def lead(done: Dict[str, Section]) -> List[str]:
             g = paper_gain(t.task)
             seeds = sorted(set(t.fresh["ft"]) & set(t.fresh["addrop"]))
             r = read([score_in(t.fresh["addrop"][s], g.key) - score_in(t.fresh["ft"][s], g.key) for s in seeds], g.gain)
-            lines.append(f"**{TASKS[t.task].name}** ({r.n} pairs, p = {t.cell[0]:g}, q = {t.cell[1]:g}): "
+            drops = "" if t.attributed_drop is None else f", dropping {100 * t.attributed_drop:.1f}% of attributed keys"
+            lines.append(f"**{TASKS[t.task].name}** ({r.n} pairs, p = {t.cell[0]:g}, q = {t.cell[1]:g}{drops}): "
                          f"{interval_text(r, g.metric)}; {short_words(r)}.")
     cost = done["cost"]
     if {"ft", "ga_all"} <= set(cost.by_method):

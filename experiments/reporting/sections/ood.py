@@ -208,6 +208,28 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     return TaskResult(task, ood, measures, choice, *floor(ood, sample), balanced=balanced_m, gold=gold)
 
 
+def ood_drop(t: TaskResult, runs: List[dict], checks: List[dict]) -> Optional[str]:
+    """What the cell drops here (logged over every query row), and over attributed rows where a
+    ``dropcheck`` run of the task the cell was chosen on measured it (not logged in these runs)."""
+    from .protocol import drop_fraction
+
+    mine = [r for r in runs if r["task"] == t.task and r["method"] == "addrop"]
+    logged = drop_fraction(mine, "addrop_drop_frac")
+    if logged is None:
+        return None
+    text = f"Drop: `addrop_drop_frac` {logged:.3f} on AD-DROP epochs (over every query row)"
+    attributed = drop_fraction(mine, "addrop_drop_frac_attributed")
+    if attributed is not None:
+        return text + f"; over rows with a nonzero attribution {attributed:.3f}."
+    cell = mine[0]["meta"]
+    on = [r for r in checks if r["task"] == studies.OOD_CHOICE_FROM and r["meta"].get("p") == cell["p"]
+          and r["meta"].get("q") == cell["q"]]
+    check = drop_fraction(on, "addrop_drop_frac_attributed")
+    return text + ("; over rows with a nonzero attribution: not logged in these runs"
+                   + (f" (on {TASKS[studies.OOD_CHOICE_FROM].name}, where the cell was chosen, a rerun logs {check:.3f}: "
+                      "protocol section)" if check is not None else "") + ".")
+
+
 def points(t: TaskResult) -> Dict[str, List[Tuple[float, float]]]:
     """Per method: (in-distribution dev accuracy, OOD accuracy) per seed (the figure's data)."""
     out = {}
@@ -235,7 +257,10 @@ def build(data: Data, rel: str, done: dict) -> Ood:
              f"choice for {TASKS[studies.OOD_CHOICE_FROM].name}. Δ = AD-DROP minus FT, same seed; verdict: paired "
              "t-test, 5%, two-sided.", ""]
     for t in out.tasks.values():
-        lines += [f"### {TASKS[t.task].name} -> {OOD_NAMES[t.ood]}", "", f"Setting: {t.choice}.", "",
+        lines += [f"### {TASKS[t.task].name} -> {OOD_NAMES[t.ood]}", "", f"Setting: {t.choice}.", ""]
+        drop = ood_drop(t, runs, data.study("dropcheck"))
+        lines += [drop, ""] if drop else []
+        lines += [
                   "| measure | FT | AD-DROP | Δ | per-seed Δ | verdict |", "|---|---|---|---|---|---|"]
         lines += [m.row() for m in t.measures] + [""]
         if t.floor:

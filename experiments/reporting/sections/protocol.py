@@ -30,6 +30,7 @@ class TaskResult:
     fresh: Dict[str, Dict[int, dict]]  # "ft" / "addrop" -> seed -> run
     diffs: List[float]  # AD-DROP minus FT, best-epoch dev score, same fresh seed
     reference: Optional[dict] = None  # the task's majority-class floor (results/reference/TASK.json)
+    attributed_drop: Optional[float] = None  # the chosen cell's drop over attributed rows (stored or dropcheck)
 
     @property
     def verdict(self) -> Optional[str]:
@@ -203,13 +204,22 @@ def drop_sentence(t: TaskResult, checks: List[dict]) -> Optional[str]:
     stored = drop_fraction(list(t.fresh["addrop"].values()), "addrop_drop_frac_attributed")
     mine = [r for r in checks if r["task"] == t.task and (float(r["meta"]["p"]), float(r["meta"]["q"])) == t.cell]
     check = drop_fraction(mine, "addrop_drop_frac_attributed")
+    t.attributed_drop = stored if stored is not None else check
     if stored is not None:
         return text + f"; over rows with a nonzero attribution: `addrop_drop_frac_attributed` {stored:.3f}."
     if check is not None:
         same = drop_fraction(mine, "addrop_drop_frac")
+        stored_run = t.fresh["addrop"].get(mine[0]["seed"])
+        keys = ("train_loss", "train_addrop_drop_frac", "valid_loss")
+        n = len(mine[0]["epochs"])
+        replay = stored_run is not None and all(a.get(k) == b.get(k) for a, b in zip(stored_run["epochs"][:n], mine[0]["epochs"])
+                                                for k in keys)
         return (text + "; the stored runs predate `addrop_drop_frac_attributed`: a two-epoch rerun of seed "
                 f"{mine[0]['seed']} with the stored command (study `dropcheck`) logs {check:.3f} over rows with a "
-                f"nonzero attribution, against `addrop_drop_frac` {same:.3f} in the same run.")
+                f"nonzero attribution, against `addrop_drop_frac` {same:.3f} in the same run (p·q = "
+                f"{t.cell[0] * t.cell[1]:.2f}); its epochs "
+                + ("reproduce the stored run's train loss, drop fraction and dev loss exactly." if replay else
+                   "differ from the stored run's (train loss, drop fraction or dev loss)."))
     return text + "; the share over rows with a nonzero attribution was not logged in these runs."
 
 
