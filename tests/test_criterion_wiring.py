@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from addrop_fairseq import sites as core
-from addrop_fairseq.masks import addrop_drop_mask, drop_fill_value
+from addrop_fairseq.masks import addrop_drop_mask
 from fairseq_builders import (
     DropoutTaps,
     TINY_ROBERTA,
@@ -26,17 +26,18 @@ NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
 
 @pytest.fixture
 def applied(monkeypatch):
-    """{site index: the drop mask pass 2 applied}, read off the scores the seam returns."""
+    """{site index: the drop mask pass 2 applied}: ``Masker.drop``'s mask, which the eager path
+    fills into the scores and the fused path adds to SDPA's mask (test_fused_pass2 pins that the
+    two paths apply it alike)."""
     seen = {}
-    original = core.Masker.scores
+    original = core.Masker.drop
 
-    def spy(self, module, scores, valid):
-        out = original(self, module, scores, valid)
-        fill = drop_fill_value(scores.dtype)
-        seen[core.state(module).index] = (out == fill) & (scores != fill)
+    def spy(self, module, valid, shape):
+        out = original(self, module, valid, shape)
+        seen[core.state(module).index] = out
         return out
 
-    monkeypatch.setattr(core.Masker, "scores", spy)
+    monkeypatch.setattr(core.Masker, "drop", spy)
     return seen
 
 
