@@ -172,6 +172,9 @@ class DropMasks:
     def __init__(self, attributions: Optional[Sequence[Optional[Tensor]]], p: float, q: float,
                  strategy: str = "high", generator: Optional[torch.Generator] = None, keep: bool = False):
         self.attributions: Optional[List[Optional[Tensor]]] = None if attributions is None else list(attributions)
+        # a site that did not run in pass 1 (LayerDrop): the target may then depend on no map at all
+        # (every decoder layer skipped), and all-zero attributions are that, not a broken pass 1
+        self.skipped_sites = self.attributions is not None and any(a is None for a in self.attributions)
         self.p, self.q, self.strategy, self.generator = p, q, strategy, generator
         self.dropped: Tensor | int = 0
         self.valid: Tensor | int = 0
@@ -197,10 +200,11 @@ class DropMasks:
         return drop
 
     def all_zero(self) -> bool:
-        """True when attributions were given, some valid key was masked, and every
-        attribution was zero at every valid key: Eq. 6 then ties every key and AD-DROP is
-        random attention dropout (a compiled pass 1, a head that ignores the maps). One host
-        sync."""
-        if self.attributions is None or not torch.is_tensor(self.valid):
+        """True when attributions were given for every site, some valid key was masked, and
+        every attribution was zero at every valid key: Eq. 6 then ties every key and AD-DROP is
+        random attention dropout (a compiled pass 1, a head that ignores the maps). Not when
+        LayerDrop skipped a site in pass 1: with every decoder layer skipped the target depends on
+        no recorded map, and the zeros are true. One host sync."""
+        if self.attributions is None or self.skipped_sites or not torch.is_tensor(self.valid):
             return False
         return bool((self.valid > 0) & (self.valid_attributed == 0))
