@@ -70,6 +70,8 @@ def _wrap(task, followed: _Followed) -> None:
     begin_epoch, train_step, optimizer_step = task.begin_epoch, task.train_step, task.optimizer_step
     get_batch_iterator = task.get_batch_iterator
     iterator_names = list(inspect.signature(get_batch_iterator).parameters)
+    # fairseq's (dataset, ...); a task that overrides it as (*args, **kwargs) passes dataset first too
+    dataset_pos = iterator_names.index("dataset") if "dataset" in iterator_names else 0
     step_names = list(inspect.signature(train_step).parameters)
     update_num_pos = step_names.index("update_num")
     ignore_grad_pos = step_names.index("ignore_grad") if "ignore_grad" in step_names else None
@@ -106,7 +108,7 @@ def _wrap(task, followed: _Followed) -> None:
     @functools.wraps(get_batch_iterator)
     def get_batch_iterator_hook(*args, **kwargs):
         iterator = get_batch_iterator(*args, **kwargs)
-        dataset = arg(args, kwargs, "dataset", iterator_names.index("dataset"))
+        dataset = arg(args, kwargs, "dataset", dataset_pos)
         for f in followed.followers():
             f.made_batch_iterator(dataset, iterator)
         return iterator
