@@ -189,8 +189,8 @@ def test_report_section_judges_on_fresh_seeds_and_shows_the_selection_effect(tmp
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     lines = readme.protocol_lines(out)
     assert lines[0].startswith("**The paper's protocol at CPU scale**")
-    assert lines[2] == ("In plain words, on the fresh seeds: CoLA: AD-DROP's difference to plain fine-tuning is within "
-                        "seed noise: no evidence it helps or hurts at this scale. On no task here does AD-DROP beat "
+    assert lines[2] == ("In plain words, on the fresh seeds: CoLA: AD-DROP's difference to plain fine-tuning is not "
+                        "significant (paired t-test, 5%). On no task here does AD-DROP beat "
                         "plain fine-tuning given the same number of tries.")
     assert any("CoLA (mcc): AD-DROP at p = 0.3, q = 0.3 against FT" in x for x in lines)
     assert any(x.startswith("Recommended p, q (the protocol study): CoLA: no (p, q) has shown a gain") for x in lines)
