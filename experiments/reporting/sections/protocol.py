@@ -185,7 +185,7 @@ def curves(t: TaskResult) -> Dict[str, Dict[str, List[List[Tuple[int, float]]]]]
 
 def drop_fraction(runs: List[dict], key: str) -> Optional[float]:
     """The mean of ``train_KEY`` over the AD-DROP epochs of ``runs`` (None where not logged)."""
-    xs = [e[f"train_{key}"] for r in runs for e in r["epochs"]
+    xs = [e[f"train_{key}"] for r in runs for e in r.get("epochs", [])
           if e.get("train_addrop_active", 0) > 0 and f"train_{key}" in e]
     return statistics.mean(xs) if xs else None
 
