@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .masks import check_rate, drop_fill_value
+from .masks import drop_fill_value
 
 
 class GNet(nn.Module):
@@ -133,7 +133,6 @@ def scores_dropout(scores: Tensor, valid: Tensor, p: float,
     """Eq. 3: each valid key's pre-softmax score is removed with probability p (the dtype's
     minimum, so exp() of it is 0); a row that loses all its valid keys attends uniformly to
     them (Eq. 4: softmax of an all -inf row is the constant 1/n). Returns (scores, drop)."""
-    check_rate("p", p)
     valid = valid.expand_as(scores).bool()
     drop = valid & (torch.rand(scores.shape, generator=generator, device=scores.device) < p)
     return remove_scores(scores, valid, drop), drop

@@ -7,22 +7,15 @@ Conventions shared by every function here:
   already applied); only valid keys are ever sorted, counted, candidates or dropped.
 * The returned mask is boolean, True = drop (the key gets a large negative score before
   softmax in the second forward pass).
+* p and q are trusted to be in [0, 1]: they are checked once, where they enter
+  (``options.check_rate``: fairseq-train's parser, the engine, the Trainer's arguments).
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 STRATEGIES = ("high", "low")
-
-
-def check_rate(name: str, value: float) -> float:
-    """A probability in [0, 1], or a ValueError that names the option."""
-    value = float(value)
-    if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
 
 
 def threshold_index(n: Tensor, p: float) -> Tensor:
@@ -32,7 +25,6 @@ def threshold_index(n: Tensor, p: float) -> Tensor:
     paper stay integers (n=10, p=0.9 gives k=1, not 0 as plain float arithmetic does).
     k == n means "no candidate" (p = 0).
     """
-    check_rate("p", p)
     prod = n.to(torch.float64) * (1.0 - float(p))
     return torch.floor(prod + 1e-9).to(torch.long).clamp_(min=0)
 
@@ -52,7 +44,6 @@ def _candidates(attribution: Tensor, valid: Tensor, p: float, strategy: str):
     dtype's max (the lowest-ranked candidate has the smallest), n valid keys per row)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    check_rate("p", p)
     if attribution.shape != valid.shape:
         valid = valid.expand_as(attribution)
     scores = attribution.detach().float()
@@ -115,7 +106,6 @@ def addrop_drop_mask(
 
     A row never loses all of its valid keys (a decoder's first row has a single key).
     """
-    check_rate("q", q)
     valid = valid.expand_as(attribution).bool()
     candidates, filled, n = _candidates(attribution, valid, p, strategy)
     if q <= 0.0:

@@ -6,6 +6,7 @@
 The checks (``check(flag, value)``: a ValueError whose message names the flag) and the
 ``--*-attention`` / ``--*-layers`` parsers serve every site criterion's options too.
 """
+import math
 from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, Literal, Optional
 
@@ -47,7 +48,10 @@ def flag_of(name: str) -> str:
 
 
 def check_rate(flag, value):
-    masks.check_rate(flag, value)
+    """A probability in [0, 1] (NaN refused): checked here, where a rate enters; the maths trust it."""
+    value = float(value)
+    if not (0.0 <= value <= 1.0) or math.isnan(value):
+        raise ValueError(f"{flag} must be in [0, 1], got {value}")
 
 
 def at_least(minimum):

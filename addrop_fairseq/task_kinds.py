@@ -7,14 +7,10 @@ The kind is what the criterion can handle:
 * ``classification`` / ``regression``: ``sentence_prediction``; loss = fairseq's
   sentence_prediction criterion.
 
-A kind object gives the criterion four things: ``loss(model, sample)`` (the stock criterion:
-plain updates and pass 2), ``predict(model, sample)`` (pass 1's forward as a
-:class:`Prediction`), ``labels(prediction, gold)`` (what the target is taken for: pseudo
-labels, Eq. 4, or the gold ones) and ``target(prediction, labels)`` (the scalar whose
-gradient at the attention maps is the attribution).
+A kind object gives the criterion ``loss(model, sample)`` (the stock criterion: plain updates
+and pass 2) and what the engine (:mod:`addrop_fairseq.engine`) asks of every task kind:
+``predict``, ``labels``, ``target`` and ``query_valid``.
 """
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -28,6 +24,7 @@ from fairseq.tasks.sentence_prediction import SentencePredictionTask
 from fairseq.tasks.translation import TranslationTask
 
 from . import attribution
+from .engine import Prediction
 
 TASK_KINDS = ("token", "classification", "regression")
 
@@ -47,15 +44,6 @@ def task_kind(task) -> str:
         "translation, sentence_prediction and sequence_tagging (or a task class with "
         "addrop_task_kind = 'token' | 'classification' | 'regression')"
     )
-
-
-@dataclass
-class Prediction:
-    """Pass 1's forward: the model's output, the gold labels, the positions that count."""
-
-    output: Tensor  # token: log-probs [B, T, V]; classification: logits [B, C]; regression: [B, 1]
-    gold: Tensor  # [B, T] or [B]
-    real: Optional[Tensor] = None  # token: [B, T] True at non-pad target positions
 
 
 class TokenKind:
@@ -97,6 +85,15 @@ class TokenKind:
     def target(self, prediction: Prediction, labels: Tensor) -> Tensor:
         return attribution.token_target(prediction.output, labels, prediction.real)
 
+    def query_valid(self, sample, selected):
+        """Per site, the real query rows it cannot see itself: encoder-decoder attention gets
+        the decoder's padding from ``prev_output_tokens``; other sites None."""
+        prev = sample["net_input"].get("prev_output_tokens")
+        if prev is None or not any(s.kind == "encoder-decoder" for s in selected):
+            return None
+        real = prev.ne(self.pad)
+        return [real if s.kind == "encoder-decoder" else None for s in selected]
+
     def example_losses(self, prediction: Prediction) -> Tensor:
         """[B]: each example's mean NLL over its real target positions (AttendOut's scores)."""
         nll = -prediction.output.gather(-1, prediction.gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -136,6 +133,9 @@ class ClassificationKind:
     def target(self, prediction: Prediction, labels: Tensor) -> Tensor:
         return attribution.classification_target(prediction.output, labels)
 
+    def query_valid(self, sample, selected):
+        return None
+
     def example_losses(self, prediction: Prediction) -> Tensor:
         """[B]: each example's cross-entropy (AttendOut's scores)."""
         return torch.nn.functional.cross_entropy(prediction.output.float(), prediction.gold.long(), reduction="none")
@@ -174,4 +174,4 @@ def reduce_metrics(logging_outputs) -> None:
         SentencePredictionCriterion.reduce_metrics(logging_outputs)
 
 
-__all__ = ["task_kind", "build_kind", "reduce_metrics", "Prediction", "TokenKind", "ClassificationKind", "RegressionKind"]
+__all__ = ["task_kind", "build_kind", "reduce_metrics", "TokenKind", "ClassificationKind", "RegressionKind"]

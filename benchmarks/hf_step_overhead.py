@@ -115,7 +115,7 @@ def main(argv=None):
         model, criterion, sample = build(args, prepare(args, Path(tmp)))
     model.train()
     criterion.begin_epoch(1, model)  # selects the sites, switches MiniLM to "addrop" attention
-    ga = criterion.method
+    ga = criterion.addrop.method
     from addrop_fairseq.attribution import get_attribution
     from addrop_fairseq.hf import seam
     stock = seam.stock_implementation(model.hf)
@@ -128,7 +128,7 @@ def main(argv=None):
         if variant in ("plain", "plain_stock_attn"):
             loss, _, _ = criterion.task_kind.loss(model, sample)
         else:
-            criterion.method = get_attribution("ga_per_layer") if variant == "addrop_ga_per_layer" else ga
+            criterion.addrop.method = get_attribution("ga_per_layer") if variant == "addrop_ga_per_layer" else ga
             loss, _, log = criterion(model, sample)
             assert log["addrop_active"] == 1
         loss.backward()

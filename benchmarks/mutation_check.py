@@ -49,7 +49,8 @@ M = "addrop_fairseq/masks.py"
 A = "addrop_fairseq/attribution.py"
 S = "addrop_fairseq/schedule.py"
 C = "addrop_fairseq/criterions/addrop_ce.py"
-ST = "addrop_fairseq/step.py"
+E = "addrop_fairseq/engine.py"
+TK = "addrop_fairseq/task_kinds.py"
 SC = "addrop_fairseq/criterions/site_criterion.py"
 AO = "addrop_fairseq/attendout_maths.py"
 AOC = "addrop_fairseq/criterions/attendout.py"
@@ -78,7 +79,7 @@ MUTANTS: List[Mutant] = [
            "keep-one-per-row disabled: a row may lose all its keys"),
     Mutant(M, "restore = filled.argmin(dim=-1, keepdim=True)", "restore = filled.argmax(dim=-1, keepdim=True)",
            "keep-one restores the wrong key (argmin -> argmax)"),
-    Mutant(M, "if not (0.0 <= value <= 1.0) or math.isnan(value):", "if not (0.0 < value <= 1.0) or math.isnan(value):",
+    Mutant(O, "if not (0.0 <= value <= 1.0) or math.isnan(value):", "if not (0.0 < value <= 1.0) or math.isnan(value):",
            "check_rate rejects a rate of 0"),
     Mutant(M, "return torch.finfo(dtype).min", "return float(\"-inf\")",
            "drop fill value -inf (NaN rows when a row is fully masked)"),
@@ -89,7 +90,8 @@ MUTANTS: List[Mutant] = [
            "--addrop-cross-period ignored (always alternates by epoch)"),
     Mutant(S, "return (num_updates // period) % 2 == 1", "return (num_updates // period) % 2 == 0",
            "cross period: first period is AD-DROP instead of plain"),
-    Mutant(S, "if schedule == \"never\":\n        return False", "if schedule == \"never\":\n        return True",
+    Mutant(S, "        return True\n    if schedule == \"never\":\n        return False",
+           "        return True\n    if schedule == \"never\":\n        return True",
            "schedule 'never' drops"),
     # the schedule's options are checked with the others, in options.ADDROP_CHECKS
     Mutant(O, "\"addrop_cross_period\": at_least(0),", "\"addrop_cross_period\": at_least(1),",
@@ -119,17 +121,17 @@ MUTANTS: List[Mutant] = [
     Mutant(A, "_, maps = forward(None, point=\"softmax\")", "_, maps = forward(None)",
            "AA: the maps after attention dropout instead of the attention weights"),
     # ------------------------------------------------------------------ criterion (addrop_ce)
-    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)",
-           "masks.DropMasks(attributions, self.q, self.p, self.cfg.addrop_drop, keep=keep)",
-           "criterion passes p and q swapped"),
-    Mutant(C, "masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)",
-           "masks.DropMasks(attributions, self.p, self.q, keep=keep)",
-           "criterion ignores --addrop-drop (always 'high')"),
+    Mutant(E, "DropMasks(attributions, self.p, self.q, self.options.addrop_drop, keep=keep)",
+           "DropMasks(attributions, self.q, self.p, self.options.addrop_drop, keep=keep)",
+           "the engine passes p and q swapped"),
+    Mutant(E, "DropMasks(attributions, self.p, self.q, self.options.addrop_drop, keep=keep)",
+           "DropMasks(attributions, self.p, self.q, keep=keep)",
+           "the engine ignores --addrop-drop (always 'high')"),
     Mutant(M, "self.valid += valid.sum()", "self.valid += valid.numel()",
            "drop fraction denominator counts every position, padding included"),
     Mutant(C, "if not model.training or not self.addrop_now()", "if not self.addrop_now()",
            "AD-DROP also in validation / inference (model.eval())"),
-    Mutant(ST, "labels = kind.labels(prediction, gold=gold)",
+    Mutant(E, "labels = kind.labels(prediction, gold=gold)",
            "labels = kind.labels(prediction, gold=False)", "--addrop-labels gold ignored"),
     Mutant(SC, "        self.epoch = epoch\n", "",
            "begin_epoch does not advance the schedule's clock"),
@@ -145,7 +147,7 @@ MUTANTS: List[Mutant] = [
     Mutant(M, "            attribution = random_region(valid, self.generator)\n",
            "            raise RuntimeError('RD')\n",
            "RD raises on every step"),
-    Mutant(C, "with sites.masking(selected, drop, self.query_valid(sample, selected)):",
+    Mutant(E, "with sites.masking(selected, drop, kind.query_valid(batch, selected)):",
            "with sites.masking(selected, drop):",
            "padded decoder rows counted and dropped in encoder-decoder attention"),
     Mutant(M, "                return torch.zeros_like(valid)\n",

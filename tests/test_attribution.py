@@ -146,13 +146,13 @@ def test_methods_keep_model_mode(translation, mode, method):
     task, model, crit, sites = translation
     getattr(model, mode)()
     before = [m.training for m in model.modules()]
-    crit.method = attribution.get_attribution(method)
+    crit.addrop.method = attribution.get_attribution(method)
     crit.cfg.addrop_ig_steps = 2
     try:
         out = crit.attribute(model, translation_batch(task), sites)
         after = [m.training for m in model.modules()]
     finally:
-        crit.method = attribution.get_attribution("ga")
+        crit.addrop.method = attribution.get_attribution("ga")
         crit.cfg.addrop_ig_steps = 20
         model.train()
     assert after == before
@@ -200,12 +200,12 @@ def test_aa_is_the_attention_probabilities(translation_all_kinds):
         return hook
 
     handles = [s.module.register_forward_pre_hook(capture(i), with_kwargs=True) for i, s in enumerate(sites)]
-    crit.method = attribution.get_attribution("aa")
+    crit.addrop.method = attribution.get_attribution("aa")
     model.eval()
     try:
         maps = crit.attribute(model, sample, sites)
     finally:
-        crit.method = attribution.get_attribution("ga")
+        crit.addrop.method = attribution.get_attribution("ga")
         model.train()
         for h in handles:
             h.remove()

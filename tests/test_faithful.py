@@ -121,7 +121,7 @@ def test_iga_is_per_layer_eq_3(tdir):
     # m = 1 is A * GA, exactly, for every layer
     crit.cfg.addrop_ig_steps = 1
     iga1 = crit.attribute(model, sample, sites)
-    crit.method = attribution.get_attribution("ga")
+    crit.addrop.method = attribution.get_attribution("ga")
     ga = crit.attribute(model, sample, sites)
     with torch.no_grad(), core.recording(sites) as rec:
         model(**sample["net_input"])
@@ -223,10 +223,10 @@ def test_half_precision_attribution_is_scaled_not_underflowed(tdir, dtype):
     sites = crit.prepare(model)
     sample = translation_batch(task, bsz=6, src_len=12, tgt_len=10)
 
-    crit_grad = crit.grad
-    crit.grad = attribution.gradients
+    crit_grad = crit.addrop.grad
+    crit.addrop.grad = attribution.gradients
     unscaled = crit.attribute(model, sample, sites)
-    crit.grad = crit_grad
+    crit.addrop.grad = crit_grad
     scaled = crit.attribute(model, sample, sites)
     real_rows = sample["net_input"]["src_tokens"].ne(task.source_dictionary.pad())
     for u, s in zip(unscaled, scaled):

@@ -52,12 +52,12 @@ def test_shared_attention_module_is_refused_by_name(tmp_path):
 
 
 def test_hf_activation_checkpointing_is_refused():
-    from addrop_fairseq.criterions.site_criterion import refuse_activation_checkpointing
+    from addrop_fairseq.engine import refuse_checkpointing
 
     tf = hb.tf()
     cfg = tf.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     model = tf.BertForSequenceClassification(cfg)
-    refuse_activation_checkpointing(model)  # off: accepted
+    refuse_checkpointing(model, "--criterion addrop_ce", "Drop --checkpoint-activations.")  # off: accepted
     model.activation_checkpointing_enable()
-    with pytest.raises(ValueError, match="--checkpoint-activations"):
-        refuse_activation_checkpointing(model)
+    with pytest.raises(ValueError, match="--criterion addrop_ce cannot be combined with gradient checkpointing"):
+        refuse_checkpointing(model, "--criterion addrop_ce", "Drop --checkpoint-activations.")

@@ -159,15 +159,18 @@ def test_drop_low_count_is_the_reference_codes(p):
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
-def test_bad_rates(bad):
+def test_bad_rates_are_refused_where_they_enter(bad):
+    """p and q are checked once, at the options (the maths trust them); a bad strategy still errors."""
+    from addrop_fairseq.options import ADDropOptions, check_rate
+
+    check_rate("--addrop-p", 0.0), check_rate("--addrop-p", 1.0)  # the ends are rates
+    with pytest.raises(ValueError, match=r"--addrop-p must be in \[0, 1\]"):
+        ADDropOptions(addrop_p=bad).check()
+    with pytest.raises(ValueError, match=r"--addrop-q must be in \[0, 1\]"):
+        ADDropOptions(addrop_q=bad).check()
     attr = torch.zeros(1, 3)
-    valid = torch.ones(1, 3, dtype=torch.bool)
-    with pytest.raises(ValueError, match="p must be in"):
-        addrop_drop_mask(attr, valid, bad, 0.5)
-    with pytest.raises(ValueError, match="q must be in"):
-        addrop_drop_mask(attr, valid, 0.5, bad)
     with pytest.raises(ValueError, match="strategy"):
-        candidate_region(attr, valid, 0.5, "middle")
+        candidate_region(attr, torch.ones(1, 3, dtype=torch.bool), 0.5, "middle")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

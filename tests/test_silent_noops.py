@@ -5,7 +5,7 @@
   gradients, which made AD-DROP random dropout), pass 2 stays compiled and applies the masks
   as eager code does; real MiniLM, ``aot_eager`` backend.
 * An AD-DROP update whose attributions are all zero is refused in the engine
-  (:func:`addrop_fairseq.step.check_attributed`), in both front ends.
+  (:func:`addrop_fairseq.engine.check_attributed`), in both front ends.
 * Cross-tuning planned to stop before its first AD-DROP update is warned about at the start
   and again at the end (``fairseq-train --max-epoch 1`` / ``--max-update``, the Trainer's
   ``num_train_epochs=1`` / ``max_steps``); no warning when AD-DROP will run.
@@ -20,7 +20,7 @@ import hf_builders as hb
 from conftest import REPO, run_cli
 from fairseq_builders import TINY_ROBERTA, binarized_sentence_prediction, build, sentence_batch
 
-from addrop_fairseq import masks, schedule, sites, step
+from addrop_fairseq import engine, masks, schedule, sites
 from addrop_fairseq.options import ADDropOptions
 
 tf = hb.tf()
@@ -98,19 +98,19 @@ def test_compiled_pass_one_is_refused_and_compiled_pass_two_masks_as_eager_code_
     model = minilm(dropout=0.0).train()
     selected = heads.find_sites(model, None, None)
     kind = heads.kind_of(model)
-    addrop = step.ADDropStep(ADDropOptions(addrop_schedule="always", addrop_q=1.0))
+    addrop = engine.ADDropEngine(ADDropOptions(addrop_schedule="always", addrop_q=1.0), "test")
     batch = collate(minilm_rows())
     net = torch.compile(model, backend="aot_eager")
 
-    zeros = addrop.attribute(kind, net, batch, selected, None)
+    zeros = addrop.attribute(kind, net, batch, selected)
     assert [float(a.abs().sum()) for a in zeros] == [0.0] * 6
     drop = addrop.masks(zeros)
     with sites.masking(selected, drop):
         net(**batch)
-    with pytest.raises(step.ZeroAttributionError, match="every attribution of this update is zero"):
-        step.check_attributed(drop, "test")
+    with pytest.raises(engine.ZeroAttributionError, match="every attribution of this update is zero"):
+        engine.check_attributed(drop, "test")
 
-    attributions = addrop.attribute(kind, model, batch, selected, None)
+    attributions = addrop.attribute(kind, model, batch, selected)
     assert all(float(a.abs().sum()) > 0 for a in attributions)
     results = []
     for runner in (model, net):
@@ -118,7 +118,7 @@ def test_compiled_pass_one_is_refused_and_compiled_pass_two_masks_as_eager_code_
         drop = addrop.masks([a.clone() for a in attributions])
         with sites.masking(selected, drop):
             loss = runner(**batch).loss
-        step.check_attributed(drop, "test")
+        engine.check_attributed(drop, "test")
         loss.backward()
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, int(drop.dropped)))
     (eager_loss, eager_grads, eager_dropped), (comp_loss, comp_grads, comp_dropped) = results
@@ -164,7 +164,7 @@ def test_the_trainer_refuses_an_update_with_all_zero_attributions(tmp_path):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = ADDropTrainer(model=model, args=targs(tmp_path, max_steps=1), train_dataset=minilm_rows(2),
                             data_collator=collate, addrop_args=ADDropArguments(addrop_schedule="always"))
-    with pytest.raises(step.ZeroAttributionError, match="torch.compile"):
+    with pytest.raises(engine.ZeroAttributionError, match="torch.compile"):
         trainer.train()
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
@@ -181,7 +181,7 @@ def test_the_criterion_refuses_an_update_with_all_zero_attributions(spdir):
     with torch.no_grad():
         head.weight.zero_()
         head.bias.zero_()
-    with pytest.raises(step.ZeroAttributionError, match=r"--criterion addrop_ce.*every attribution"):
+    with pytest.raises(engine.ZeroAttributionError, match=r"--criterion addrop_ce.*every attribution"):
         crit(model, sample)
 
 

@@ -1,19 +1,16 @@
 """``--criterion addrop_ce``: cross-entropy with AD-DROP on the self-attention maps.
 
-Plain updates (odd epochs under cross-tuning, validation, inference) run the stock fairseq
-criterion and nothing else. AD-DROP updates run:
+A thin fairseq adapter over :class:`addrop_fairseq.engine.ADDropEngine` (the HF Trainer is the
+other): plain updates (odd epochs under cross-tuning, validation, inference) run the stock
+fairseq criterion and nothing else; an AD-DROP update is the engine's ``run``: pass 1 on the
+unwrapped model (no DDP reducer armed) with the selected maps recorded and the attribution
+method, the drop masks (Eq. 6-7 per site), then the stock criterion under the masks, whose
+loss fairseq back-propagates. An update whose attributions are all zero is refused.
 
-1. pass 1 on the unwrapped model (no DDP reducer armed) with the selected attention maps
-   recorded, and the attribution method (GA: one ``autograd.grad`` over all maps);
-2. the drop masks (:class:`addrop_fairseq.masks.DropMasks`, Eq. 6-7 per site);
-3. pass 2, the stock criterion with each map's drop mask applied before softmax; its loss
-   is what fairseq back-propagates.
-
-The options are checked here, once, when the criterion is built (and the sites when the
-first epoch begins), with messages that name the flags. An update whose attributions are all
-zero is refused (:func:`addrop_fairseq.step.check_attributed`). Under cross-tuning, a training
-planned to stop (``--max-epoch`` / ``--max-update``) before its first AD-DROP update is warned
-about before the first update, and again when it ends without one.
+The options are checked when the criterion is built (by the engine; fairseq-train's parser
+checks them too), the sites when the first epoch begins, with messages that name the flags.
+Under cross-tuning, a training planned to stop (``--max-epoch`` / ``--max-update``) before its
+first AD-DROP update is warned about before the first update, and again when it ends without one.
 
 Metrics: ``addrop_active`` (share of AD-DROP micro-batches), ``addrop_drop_frac`` (dropped /
 valid keys of the masked maps) and ``addrop_drop_frac_attributed`` (the same over the query
@@ -31,7 +28,8 @@ from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from .. import attribution, masks, schedule, sites, step, task_kinds
+from .. import schedule, task_kinds
+from ..engine import DROP_COUNTS, ADDropEngine
 from ..options import ADDROP_CHECKS, ADDropOptions
 from .site_criterion import SiteCriterion, StockLossConfig, unwrap
 
@@ -54,47 +52,28 @@ ADDropCriterionConfig = make_dataclass("ADDropCriterionConfig", fairseq_fields(A
 ADDropCriterionConfig.__module__ = __name__
 
 
-def tile_sample(sample, repeat: int):
-    """``sample`` with its batch repeated ``repeat`` times along dim 0 (net_input and target)."""
-    bsz = sample["net_input"]["src_tokens"].size(0)
-
-    def tile(x):
-        if torch.is_tensor(x) and x.dim() > 0 and x.size(0) == bsz:
-            return x.repeat(repeat, *[1] * (x.dim() - 1))
-        return x
-
-    out = dict(sample)
-    out["net_input"] = {k: tile(v) for k, v in sample["net_input"].items()}
-    if "target" in sample:
-        out["target"] = tile(sample["target"])
-    return out
-
-
 @register_criterion("addrop_ce", dataclass=ADDropCriterionConfig)
 class ADDropCriterion(SiteCriterion):
     OPTION_CHECKS = ADDROP_CHECKS
 
     def __init__(self, cfg: ADDropCriterionConfig, task):
+        # the engine checks the --addrop-* options (hydra configs and code skip fairseq-train's parser)
+        engine = ADDropEngine(ADDropOptions(**{f.name: getattr(cfg, f.name) for f in fields(ADDropOptions)}),
+                              "--criterion addrop_ce")
         super().__init__(task, cfg, cfg.addrop_attention, cfg.addrop_layers,
-                         "--addrop-attention / --addrop-layers", "addrop_ce")  # checks OPTION_CHECKS
-        self.p, self.q = float(cfg.addrop_p), float(cfg.addrop_q)
-        self.method = attribution.get_attribution(cfg.addrop_attribution)
-        if cfg.addrop_labels == "gold" and self.task_kind.name == "regression":
-            raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
+                         "--addrop-attention / --addrop-layers", "addrop_ce")
+        self.addrop = engine
+        engine.check_kind(self.task_kind)
         self.cfg = cfg
-        self.grad = attribution.ScaledGradients()  # fp16/bf16 maps: a scaled target, no underflow
         # fairseq keeps the training config as the parent of the criterion's (merge_with_parent)
         parent = getattr(cfg, "_get_parent", None)
         self._root = parent() if parent is not None else None
         self._train_itr = None  # the training split's EpochBatchIterator (made_batch_iterator)
-        self._addrop_runs = 0  # AD-DROP micro-batches of this training
         self._plan_told = self._end_told = False
         self._stops = None  # (max_epoch, max_update), read once
 
     def addrop_now(self) -> bool:
-        return schedule.addrop_active(
-            self.cfg.addrop_schedule, self.epoch, self.num_updates, self.cfg.addrop_cross_period
-        )
+        return self.addrop.active(self.epoch, self.num_updates)
 
     # ------------------------------------------------------------------ the plan
 
@@ -105,10 +84,6 @@ class ADDropCriterion(SiteCriterion):
             return default
         value = OmegaConf.select(self._root, path, default=default)
         return default if value is None else value
-
-    def _cross_can_skip(self) -> bool:
-        """Cross-tuning with AD-DROP on: the only schedule that can train plain throughout."""
-        return self.cfg.addrop_schedule == "cross" and self.p > 0.0 and self.q > 0.0
 
     def _epoch_updates(self):
         """(updates left in this epoch counting the running one, updates per epoch), from the
@@ -154,7 +129,7 @@ class ADDropCriterion(SiteCriterion):
 
     def _warn_if_planned_plain(self) -> None:
         """Before the first update: warn when the planned training never reaches AD-DROP."""
-        if not self._cross_can_skip() or self._root is None:
+        if not self.addrop.may_never_drop() or self._root is None:
             return
         left, per_epoch = self._epoch_updates()
         max_epoch, max_update = self._limits()
@@ -170,7 +145,7 @@ class ADDropCriterion(SiteCriterion):
     def end_update(self, optimizer, update_num):
         """After the last planned update (``--max-update``, or the end of ``--max-epoch``'s
         epoch): say so when no AD-DROP update ran."""
-        if self._end_told or not self._cross_can_skip() or self._root is None:
+        if self._end_told or not self.addrop.may_never_drop() or self._root is None:
             return
         done = update_num + 1
         max_epoch, max_update = self._limits()
@@ -179,53 +154,34 @@ class ADDropCriterion(SiteCriterion):
             max_epoch and self.epoch >= max_epoch and itr is not None and itr.end_of_epoch())
         if last:
             self._end_told = True
-            if self._addrop_runs == 0 and self._master():
+            if self.addrop.runs == 0 and self._master():
                 logger.warning("training ended after %d updates without a single AD-DROP update: %s. Set "
                                "--addrop-cross-period N or --addrop-schedule always.", done, self._flags())
 
     # ------------------------------------------------------------------ the step
 
     def forward(self, model, sample, reduce=True):
-        if not model.training or not self.addrop_now() or self.p == 0.0 or self.q == 0.0:
-            return self.plain_loss(model, sample, reduce, addrop_steps=1, addrop_active=0, addrop_dropped=0,
-                                   addrop_valid=0, addrop_dropped_attributed=0, addrop_valid_attributed=0)
-
+        if not model.training or not self.addrop_now():
+            return self.plain_loss(model, sample, reduce, addrop_steps=1, addrop_active=0,
+                                   **{f"addrop_{c}": 0 for c in DROP_COUNTS})
         loss, sample_size, log, _ = self.addrop_step(model, sample, reduce)
-        self._addrop_runs += 1
         return loss, sample_size, log
 
     def addrop_step(self, model, sample, reduce=True, keep=False):
-        """One AD-DROP update: pass 1 and its attribution, the masks, pass 2's loss. Returns
-        the loss, sample size, log and the :class:`masks.DropMasks` (``keep=True``: with each
-        site's attribution and mask, what ``addrop-explain`` draws)."""
+        """One AD-DROP update (the engine's): pass 1 on the unwrapped model, the masks, the stock
+        loss under them. Returns the loss, sample size, log and the ``DropMasks`` (``keep``:
+        with each site's attribution and mask, what ``addrop-explain`` draws)."""
         selected = self.prepare(model)
-        attributions = self.attribute(unwrap(model), sample, selected)
-        drop = masks.DropMasks(attributions, self.p, self.q, self.cfg.addrop_drop, keep=keep)
-        with sites.masking(selected, drop, self.query_valid(sample, selected)):
-            loss, sample_size, log = self.task_kind.loss(model, sample, reduce=reduce)
-        step.check_attributed(drop, "--criterion addrop_ce")
-        log.update(addrop_steps=1, addrop_active=1, addrop_dropped=drop.dropped, addrop_valid=drop.valid,
-                   addrop_dropped_attributed=drop.dropped_attributed, addrop_valid_attributed=drop.valid_attributed)
+        (loss, sample_size, log), drop = self.addrop.run(
+            self.task_kind, unwrap(model), sample, selected, lambda: self.task_kind.loss(model, sample, reduce=reduce),
+            keep=keep)
+        log.update(addrop_steps=1, addrop_active=1, **{f"addrop_{c}": getattr(drop, c) for c in DROP_COUNTS})
         return loss, sample_size, log, drop
 
-    def query_valid(self, sample, selected):
-        """Per site, the real query rows it cannot see itself: encoder-decoder attention gets
-        the decoder's padding from ``prev_output_tokens``; other sites None."""
-        if not any(s.kind == "encoder-decoder" for s in selected):
-            return None
-        prev = sample["net_input"].get("prev_output_tokens")
-        if prev is None:
-            return None
-        real = prev.ne(self.task.target_dictionary.pad())
-        return [real if s.kind == "encoder-decoder" else None for s in selected]
-
     def attribute(self, model, sample, selected):
-        """One attribution tensor [B, H, T, S] per site (None where the site did not run in
-        pass 1), or None for a random region (RD): :func:`addrop_fairseq.step.attribute`."""
-        cfg = self.cfg
-        return step.attribute(self.method, self.task_kind, model, sample, selected, tile=tile_sample,
-                              gold=cfg.addrop_labels == "gold", steps=cfg.addrop_ig_steps,
-                              ig_batch=cfg.addrop_ig_batch, grad=self.grad, name=cfg.addrop_attribution)
+        """Pass 1 alone: one attribution tensor [B, H, T, S] per site (None where the site did
+        not run), or None for a random region (RD)."""
+        return self.addrop.attribute(self.task_kind, model, sample, selected)
 
     # ------------------------------------------------------------------ metrics
 

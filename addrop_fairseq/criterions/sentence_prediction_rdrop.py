@@ -20,23 +20,12 @@ from fairseq.criterions import register_criterion
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig, SentencePredictionCriterion
 from fairseq.logging import metrics
 
+from ..engine import tile_batch
+
 
 @dataclass
 class SentencePredictionRDropConfig(SentencePredictionConfig):
     rdrop_alpha: float = field(default=1.0, metadata={"help": "weight of the symmetric KL between the two passes"})
-
-
-def duplicate(sample):
-    """``sample`` with every batch-first tensor of net_input and the target concatenated with itself."""
-    bsz = sample["target"].size(0)
-
-    def twice(x):
-        return torch.cat([x, x], dim=0) if torch.is_tensor(x) and x.dim() > 0 and x.size(0) == bsz else x
-
-    out = dict(sample)
-    out["net_input"] = {k: twice(v) for k, v in sample["net_input"].items()}
-    out["target"] = twice(sample["target"])
-    return out
 
 
 def symmetric_kl(logits_1, logits_2):
@@ -59,7 +48,7 @@ class SentencePredictionRDropCriterion(SentencePredictionCriterion):
     def forward(self, model, sample, reduce=True):
         if not model.training:
             return super().forward(model, sample, reduce=reduce)
-        doubled = duplicate(sample)
+        doubled = tile_batch(sample, 2, size=sample["target"].size(0))  # the batch, then itself again
         logits, _ = model(
             **doubled["net_input"], features_only=True, classification_head_name=self.classification_head_name
         )

@@ -14,6 +14,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEn
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig
 
 from .. import fairseq_seam, sites, task_kinds
+from ..engine import refuse_checkpointing
 from ..options import flag_of, parse_kinds, parse_layers
 from ..training_hooks import Follower, follow_training
 
@@ -35,21 +36,6 @@ def unwrap(model):
             model = model._orig_mod
         else:
             return model
-
-
-def refuse_activation_checkpointing(model, criterion: str = "addrop_ce") -> None:
-    """Activation checkpointing recomputes layers in the backward, after the masks are gone
-    (and recorded maps would have no graph): refuse it before the first update."""
-    checkpointed = any(hasattr(m, "precheckpoint_forward") for m in model.modules())
-    hf = [m for m in model.modules() if hasattr(m, "supports_gradient_checkpointing")
-          and getattr(m, "is_activation_checkpointing", None) is True
-          or getattr(m, "gradient_checkpointing", None) is True]
-    if checkpointed or hf:
-        raise ValueError(
-            f"--criterion {criterion} cannot be combined with --checkpoint-activations (or HuggingFace "
-            "gradient checkpointing): checkpointed layers are recomputed in the backward pass without "
-            "the attention masks. Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size."
-        )
 
 
 def checked_type(convert, check: Callable, flag: str):
@@ -120,7 +106,8 @@ class SiteCriterion(FairseqCriterion, Follower):
     def select(self, model) -> List[sites.AttentionSite]:
         """``model``'s selected attention sites, installed; errors name the flags."""
         model = unwrap(model)
-        refuse_activation_checkpointing(model, self.criterion_name)
+        refuse_checkpointing(model, f"--criterion {self.criterion_name}",
+                             "Drop --checkpoint-activations, or use a smaller --max-tokens/--batch-size.")
         # a model with its own attention code (e.g. a HuggingFace wrapper) hands out its
         # sites itself; fairseq MultiheadAttention models get the fairseq seam
         own = getattr(model, "addrop_attention_sites", None)
@@ -155,4 +142,4 @@ class SiteCriterion(FairseqCriterion, Follower):
         return True
 
 
-__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "refuse_activation_checkpointing", "checked_type"]
+__all__ = ["SiteCriterion", "StockLossConfig", "unwrap", "checked_type"]

@@ -17,32 +17,16 @@ other head with a message; :func:`find_sites` discovers and selects the model's 
 sites with :mod:`.seam` (refusing architectures whose attention does not go through
 transformers' ``AttentionInterface``).
 """
-from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .. import attribution, sites
+from ..engine import Prediction
 from . import _compat, seam
 
 IGNORE = -100  # transformers' label for "no loss here"
-
-
-@dataclass
-class Prediction:
-    """Pass 1's forward: the head's output, the gold labels, the positions that count."""
-
-    output: Tensor  # classification: logits [B, C]; regression [B, 1]; token / seq2seq: log-probs [B, T, V]
-    gold: Optional[Tensor]
-    real: Optional[Tensor] = None  # token / seq2seq: [B, T] True where a label counts
-
-
-def _gold(batch, what: str) -> Tensor:
-    labels = batch.get("labels")
-    if labels is None:
-        raise ValueError(f"--addrop-labels gold needs the batch's 'labels' ({what})")
-    return labels
 
 
 class SequenceClassification:
@@ -187,5 +171,5 @@ def find_sites(model: nn.Module, kinds: Optional[Sequence[str]], layers: Optiona
     return selected
 
 
-__all__ = ["kind_of", "find_sites", "Prediction", "SequenceClassification", "Regression", "TokenClassification",
+__all__ = ["kind_of", "find_sites", "SequenceClassification", "Regression", "TokenClassification",
            "Seq2SeqLM", "IGNORE"]

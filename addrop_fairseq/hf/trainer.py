@@ -12,7 +12,8 @@
 (``HfArgumentParser((TrainingArguments, ADDropArguments))``: ``--addrop_p 0.3`` or
 ``--addrop-p 0.3``).
 
-A training step is the criterion's (:mod:`addrop_fairseq.step`): on AD-DROP updates pass 1
+A training step is the criterion's (:class:`addrop_fairseq.engine.ADDropEngine`, which this
+Trainer and ``--criterion addrop_ce`` both adapt): on AD-DROP updates pass 1
 runs in train mode on the unwrapped, uncompiled model (``accelerator.unwrap_model(...,
 keep_torch_compile=False)``: no DDP reducer armed; a ``torch.compile``'d graph would give the
 recorded maps zero gradients) with the selected attention maps recorded, the attribution method (GA: one
@@ -20,7 +21,7 @@ recorded maps zero gradients) with the selected attention maps recorded, the att
 (``DropMasks``, Eq. 6-7), then pass 2 is the Trainer's own ``compute_loss`` with the masks
 applied (compiled if the model is: the masks apply there alike), and its loss is what the
 Trainer back-propagates; an update whose attributions are all zero is refused
-(:func:`addrop_fairseq.step.check_attributed`). Plain updates, evaluation,
+(:func:`addrop_fairseq.engine.check_attributed`). Plain updates, evaluation,
 ``predict`` and ``generate`` are the stock Trainer's (the model's attention runs its stock
 implementation while AD-DROP is idle).
 
@@ -42,9 +43,9 @@ from typing import Optional
 
 import torch
 
-from .. import schedule, sites
+from .. import schedule
+from ..engine import DROP_COUNTS, ADDropEngine, refuse_checkpointing
 from ..options import ADDropOptions
-from ..step import ADDropStep, check_attributed
 from . import _compat, heads
 
 _tf = _compat.transformers()
@@ -56,29 +57,14 @@ logger = logging.getLogger(__name__)
 ADDropArguments = ADDropOptions  # the name a Trainer user reads; fields and defaults in one place
 
 
-def tile_batch(batch, repeat: int):
-    """``batch`` (a Trainer batch: a dict of tensors) with every tensor of the batch's size
-    along dim 0 repeated ``repeat`` times (integrated gradients' ``--addrop-ig-batch``)."""
-    bsz = next(v.size(0) for v in batch.values() if torch.is_tensor(v) and v.dim() > 0)
-    return {k: v.repeat(repeat, *[1] * (v.dim() - 1)) if torch.is_tensor(v) and v.dim() > 0 and v.size(0) == bsz
-            else v for k, v in batch.items()}
+CHECKPOINTING_REMEDY = "Set activation_checkpointing (gradient_checkpointing) to False."
 
 
-def _checkpointing(args, model) -> bool:
-    """Activation (gradient) checkpointing asked for, under transformers 5's names or the old ones."""
-    for name in ("activation_checkpointing", "gradient_checkpointing"):
-        if name in vars(args) and vars(args)[name]:
-            return True
-    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
-        if name in dir(type(model)):
-            return bool(getattr(model, name))
-    return False
-
-
-CHECKPOINTING_REFUSED = (
-    "AD-DROP cannot be combined with gradient checkpointing: checkpointed layers are recomputed "
-    "in the backward pass without the attention masks. Set activation_checkpointing (gradient_checkpointing) to False."
-)
+def refuse_checkpointing_of(args, model) -> None:
+    """Gradient checkpointing asked for in the Trainer's arguments (applied by ``train()``), under
+    transformers 5's name or the old one, or already on ``model``: refused."""
+    asked = any(vars(args).get(name) for name in ("activation_checkpointing", "gradient_checkpointing"))
+    refuse_checkpointing(model, "AD-DROP", CHECKPOINTING_REMEDY, asked=asked)
 
 
 class _PlanWatch(_tf.TrainerCallback):
@@ -90,8 +76,8 @@ class _PlanWatch(_tf.TrainerCallback):
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         t = self.trainer
-        t._addrop_runs = 0
-        if not t._addrop_cross_can_skip():
+        t.addrop.runs = 0
+        if not t._addrop_may_never_drop():
             return
         per_epoch = None
         try:
@@ -114,43 +100,38 @@ class _PlanWatch(_tf.TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         t = self.trainer
-        if t._addrop_cross_can_skip() and t._addrop_runs == 0 and t.accelerator.is_main_process:
+        if t._addrop_may_never_drop() and t.addrop.runs == 0 and t.accelerator.is_main_process:
             logger.warning("training ended after %d optimizer steps without a single AD-DROP update: %s. Set "
                            "addrop_cross_period=N or addrop_schedule='always'.", state.global_step,
                            t._addrop_plan_words())
 
 
-class ADDropMixin:
-    """AD-DROP's step, schedule and metrics for a ``Trainer`` subclass (see the module docstring)."""
+class ADDropTrainerMixin:
+    """AD-DROP for a ``Trainer`` subclass: a thin adapter over the engine (see the module docstring)."""
 
     def __init__(self, *args, addrop_args: Optional[ADDropOptions] = None, **kwargs):
         self.addrop_args = addrop_args if addrop_args is not None else ADDropOptions()
-        self.addrop = ADDropStep(self.addrop_args)  # checks the options
+        self.addrop = ADDropEngine(self.addrop_args, "ADDropTrainer")  # checks the options
         super().__init__(*args, **kwargs)
         if self.model is None:
             raise ValueError("ADDropTrainer needs a model (model_init is not supported)")
         # sites and head on the uncompiled model (a user's torch.compile(model) included)
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         self.addrop_kind = heads.kind_of(model)
-        if self.addrop_kind.name == "regression" and self.addrop_args.addrop_labels == "gold":
-            raise ValueError("--addrop-labels gold needs class labels; a regression target has none")
-        if _checkpointing(self.args, model):
-            raise ValueError(CHECKPOINTING_REFUSED)
+        self.addrop.check_kind(self.addrop_kind)
+        refuse_checkpointing_of(self.args, model)
         self.addrop_sites = None
         if self.addrop_args.addrop_schedule != "never":
             try:
                 self.addrop_sites = heads.find_sites(model, self.addrop_args.kinds, self.addrop_args.layers)
             except ValueError as e:
                 raise ValueError(f"--addrop-attention / --addrop-layers: {e}") from None
-        # micro-batches, AD-DROP ones, dropped keys, valid keys, the two over attributed rows
-        self._addrop_counts = [0] * 6
-        self._addrop_runs = 0  # AD-DROP micro-batches of the running train()
+        # micro-batches, AD-DROP ones, then DROP_COUNTS' sums
+        self._addrop_counts = [0] * (2 + len(DROP_COUNTS))
         self.add_callback(_PlanWatch(self))
 
-    def _addrop_cross_can_skip(self) -> bool:
-        """Cross-tuning with AD-DROP on: the only schedule that can train plain throughout."""
-        a = self.addrop_args
-        return self.addrop_sites is not None and a.addrop_schedule == "cross" and self.addrop.p > 0 and self.addrop.q > 0
+    def _addrop_may_never_drop(self) -> bool:
+        return self.addrop_sites is not None and self.addrop.may_never_drop()
 
     def _addrop_plan_words(self) -> str:
         period = self.addrop_args.addrop_cross_period
@@ -183,27 +164,21 @@ class ADDropMixin:
         return result
 
     def addrop_step(self, model, inputs, return_outputs=False, num_items_in_batch=None, keep=False):
-        """One AD-DROP micro-batch: pass 1 on the unwrapped model and its attribution, the
-        masks, pass 2 (the Trainer's ``compute_loss`` under the masks). Returns what
-        ``compute_loss`` returns and the :class:`~addrop_fairseq.masks.DropMasks` (``keep``:
-        with each site's attribution and mask)."""
-        selected = self.addrop_sites
+        """One AD-DROP micro-batch (the engine's): pass 1 on the unwrapped, uncompiled model, the
+        masks, the Trainer's ``compute_loss`` under them. Returns what ``compute_loss`` returns
+        and the ``DropMasks`` (``keep``: with each site's attribution and mask)."""
         unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
-        if _checkpointing(self.args, unwrapped):  # switched on after __init__ (train() itself, or by hand)
-            raise ValueError(CHECKPOINTING_REFUSED)
-        attributions = self.addrop.attribute(self.addrop_kind, unwrapped, inputs, selected, tile_batch)
-        drop = self.addrop.masks(attributions, keep=keep)
-        query_valid = self.addrop_kind.query_valid(inputs, selected)
-        with sites.masking(selected, drop, query_valid):
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                          num_items_in_batch=num_items_in_batch)
-        check_attributed(drop, "ADDropTrainer")
+        refuse_checkpointing_of(self.args, unwrapped)  # switched on after __init__ (train() itself, or by hand)
+        result, drop = self.addrop.run(
+            self.addrop_kind, unwrapped, inputs, self.addrop_sites,
+            lambda: super(ADDropTrainerMixin, self).compute_loss(model, inputs, return_outputs=return_outputs,
+                                                                 num_items_in_batch=num_items_in_batch),
+            keep=keep)
         c = self._addrop_counts
         c[0] += 1
         c[1] += 1
-        for i, n in enumerate((drop.dropped, drop.valid, drop.dropped_attributed, drop.valid_attributed)):
-            c[2 + i] = c[2 + i] + n
-        self._addrop_runs += 1
+        for i, name in enumerate(DROP_COUNTS):
+            c[2 + i] = c[2 + i] + getattr(drop, name)
         return result, drop
 
     # ------------------------------------------------------------------ metrics
@@ -219,16 +194,16 @@ class ADDropMixin:
             logs["addrop_active"] = round(active / steps, 3)
             logs["addrop_drop_frac"] = round(dropped / valid, 4) if valid else 0.0
             logs["addrop_drop_frac_attributed"] = round(dropped_attr / valid_attr, 4) if valid_attr else 0.0
-            self._addrop_counts = [0] * 6
+            self._addrop_counts = [0] * (2 + len(DROP_COUNTS))
         return super().log(logs, *args, **kwargs)
 
 
-class ADDropTrainer(ADDropMixin, Trainer):
+class ADDropTrainer(ADDropTrainerMixin, Trainer):
     """``transformers.Trainer`` with AD-DROP (``addrop_args=ADDropArguments(...)``)."""
 
 
-class ADDropSeq2SeqTrainer(ADDropMixin, Seq2SeqTrainer):
+class ADDropSeq2SeqTrainer(ADDropTrainerMixin, Seq2SeqTrainer):
     """``transformers.Seq2SeqTrainer`` with AD-DROP; generation stays plain."""
 
 
-__all__ = ["ADDropArguments", "ADDropTrainer", "ADDropSeq2SeqTrainer", "ADDropMixin", "tile_batch"]
+__all__ = ["ADDropArguments", "ADDropTrainer", "ADDropSeq2SeqTrainer", "ADDropTrainerMixin"]
