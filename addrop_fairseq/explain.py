@@ -160,7 +160,7 @@ def build_sample(task, criterion, ids, labelled, label: Optional[str]):
     import torch
 
     kind = criterion.task_kind.name
-    needs_label = kind == "regression" or criterion.cfg.addrop_labels == "gold"
+    needs_label = kind == "regression" or criterion.addrop.options.addrop_labels == "gold"
     if needs_label and label is None:
         raise ValueError("--label is needed for " + ("a regression model" if kind == "regression"
                                                       else "--addrop-labels gold"))
@@ -294,7 +294,7 @@ def work(args) -> Dict:
     heads = site["probs"].size(0)
     if not 0 <= args.head < heads:
         raise ValueError(f"--head {args.head}: layer {args.layer} has heads 0-{heads - 1}")
-    cfg = criterion.cfg
+    cfg = criterion.addrop.options
     prediction = describe_prediction(task, criterion, result["prediction"], labelled)
     draw(site, tokens, args.head, out,
          f"{site['site'].name}, head {args.head} | {cfg.addrop_attribution}, {cfg.addrop_labels} labels, "

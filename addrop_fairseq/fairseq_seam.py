@@ -49,7 +49,7 @@ from .sites import AttentionSite, Seam, finite_bias, fusable, masked_attention, 
 MASKED_SCORE = -1e4
 
 
-class _ADDropMixin:
+class _AttentionSeamMixin:
     """The seams of a MultiheadAttention class, on while a recording/masking context is open."""
 
     # fairseq 0.12.3.1's MultiheadAttention.forward parameters, passed on positionally
@@ -93,7 +93,7 @@ class _ADDropMixin:
 
     def _fusable_call(self, query, key, need_weights) -> bool:
         # a subclass's own apply_sparse_mask (sparse attention) needs the explicit path's scores
-        stock_sparse = type(self).apply_sparse_mask is _ADDropMixin.apply_sparse_mask and all(
+        stock_sparse = type(self).apply_sparse_mask is _AttentionSeamMixin.apply_sparse_mask and all(
             "apply_sparse_mask" not in vars(c) for c in type(self).__mro__[2:] if c is not MultiheadAttention)
         return (not need_weights and stock_sparse and self.bias_k is None and not self.add_zero_attn
                 and not self.onnx_trace and query.device.type != "xla"
@@ -143,10 +143,10 @@ _CLASSES: Dict[type, type] = {}
 
 
 def _addrop_class(cls: type) -> type:
-    if issubclass(cls, _ADDropMixin):
+    if issubclass(cls, _AttentionSeamMixin):
         return cls
     if cls not in _CLASSES:
-        _CLASSES[cls] = type(f"ADDrop{cls.__name__}", (_ADDropMixin, cls), {})
+        _CLASSES[cls] = type(f"ADDrop{cls.__name__}", (_AttentionSeamMixin, cls), {})
     return _CLASSES[cls]
 
 

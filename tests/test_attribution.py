@@ -147,13 +147,13 @@ def test_methods_keep_model_mode(translation, mode, method):
     getattr(model, mode)()
     before = [m.training for m in model.modules()]
     crit.addrop.method = attribution.get_attribution(method)
-    crit.cfg.addrop_ig_steps = 2
+    crit.addrop.options.addrop_ig_steps = 2
     try:
         out = crit.attribute(model, translation_batch(task), sites)
         after = [m.training for m in model.modules()]
     finally:
         crit.addrop.method = attribution.get_attribution("ga")
-        crit.cfg.addrop_ig_steps = 20
+        crit.addrop.options.addrop_ig_steps = 20
         model.train()
     assert after == before
     if method == "rd":
@@ -258,11 +258,11 @@ def test_gold_labels_use_the_gold_logit(classifier):
         logits, _ = model(**sample["net_input"], features_only=True, classification_head_name="sentence_classification_head")
     # make the gold labels disagree with the predictions
     sample["target"] = 1 - logits.argmax(-1)
-    crit.cfg.addrop_labels = "gold"
+    crit.addrop.options.addrop_labels = "gold"
     try:
         gold = crit.attribute(model, sample, sites)
     finally:
-        crit.cfg.addrop_labels = "pseudo"
+        crit.addrop.options.addrop_labels = "pseudo"
     pseudo = crit.attribute(model, sample, sites)
     assert not torch.allclose(gold[0], pseudo[0])
     with core.recording(sites) as rec:

@@ -78,9 +78,9 @@ def test_the_forced_explicit_path_reaches_the_seams(monkeypatch):
 
 
 def test_the_seam_subclass_keeps_multihead_attentions_signatures():
-    assumption(params(fairseq_seam._ADDropMixin.forward) == params(MultiheadAttention.forward),
+    assumption(params(fairseq_seam._AttentionSeamMixin.forward) == params(MultiheadAttention.forward),
                f"MultiheadAttention.forward's parameters changed: {params(MultiheadAttention.forward)}; "
-               "fairseq_seam._ADDropMixin.forward passes the 0.12.3.1 ones on positionally")
+               "fairseq_seam._AttentionSeamMixin.forward passes the 0.12.3.1 ones on positionally")
     assumption([n for n, _ in params(MultiheadAttention.apply_sparse_mask)]
                == ["self", "attn_weights", "tgt_len", "src_len", "bsz"],
                "MultiheadAttention.apply_sparse_mask(attn_weights, tgt_len, src_len, bsz) changed")
@@ -93,7 +93,7 @@ def test_the_class_swap_round_trips():
                "MultiheadAttention has __slots__: the seam swaps module.__class__ for a subclass")
     site = sites.AttentionSite("encoder.layers.0.self_attn", "encoder-self", 0, attn, fairseq_seam.SEAM)
     undo = fairseq_seam.SEAM.attach(attn)
-    assumption(isinstance(attn, fairseq_seam._ADDropMixin) and isinstance(attn, MultiheadAttention),
+    assumption(isinstance(attn, fairseq_seam._AttentionSeamMixin) and isinstance(attn, MultiheadAttention),
                "module.__class__ could not be swapped for the seam's subclass")
     fairseq_seam.SEAM.detach(attn, undo)
     assumption(type(attn) is MultiheadAttention and list(attn.state_dict()) == keys

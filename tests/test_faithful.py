@@ -112,14 +112,14 @@ def test_iga_is_per_layer_eq_3(tdir):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-7)
 
     # alpha steps batched along a tiled batch: the same numbers
-    crit.cfg.addrop_ig_batch = 2
+    crit.addrop.options.addrop_ig_batch = 2
     batched = crit.attribute(model, sample, sites)
-    crit.cfg.addrop_ig_batch = 1
+    crit.addrop.options.addrop_ig_batch = 1
     for g, b in zip(got, batched):
         torch.testing.assert_close(b, g, rtol=1e-5, atol=1e-7)
 
     # m = 1 is A * GA, exactly, for every layer
-    crit.cfg.addrop_ig_steps = 1
+    crit.addrop.options.addrop_ig_steps = 1
     iga1 = crit.attribute(model, sample, sites)
     crit.addrop.method = attribution.get_attribution("ga")
     ga = crit.attribute(model, sample, sites)

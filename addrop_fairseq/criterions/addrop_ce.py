@@ -107,7 +107,7 @@ class ADDropCriterion(SiteCriterion):
         max_epoch, max_update = self._limits()
         stops = [f"--max-epoch {max_epoch}"] if max_epoch else []
         stops += [f"--max-update {max_update}"] if max_update else []
-        period = self.cfg.addrop_cross_period
+        period = self.addrop.options.addrop_cross_period
         runs = (f"AD-DROP runs in updates [{period}, {2 * period}), ..." if period
                 else "AD-DROP runs from epoch 2 (odd epochs are plain fine-tuning)")
         return f"cross-tuning (--addrop-schedule cross) trains plain first: {runs}, and training stops at {' / '.join(stops)}"
@@ -133,7 +133,7 @@ class ADDropCriterion(SiteCriterion):
             return
         left, per_epoch = self._epoch_updates()
         max_epoch, max_update = self._limits()
-        planned = schedule.addrop_planned("cross", self.cfg.addrop_cross_period, self.epoch, self.num_updates,
+        planned = schedule.addrop_planned("cross", self.addrop.options.addrop_cross_period, self.epoch, self.num_updates,
                                           max_epoch=max_epoch, max_update=max_update, left_in_epoch=left,
                                           updates_per_epoch=per_epoch)
         if planned is False and self._master():

@@ -18,26 +18,19 @@ unknown words included. When the last column holds gold tags, prints seqeval's r
 import sys
 from typing import List, Optional
 
-from ..command_line import (
-    check_input_file,
-    check_output_file,
-    checkpoint_parser,
-    load_checkpoint,
-    positive_int,
-    run_command,
-)
+from .. import command_line as cli
 from . import schemes
 from .conll import read_conll, with_column
 
 
 def get_parser():
-    p = checkpoint_parser("addrop-tag", __doc__, "a checkpoint of fairseq-train --task sequence_tagging")
+    p = cli.checkpoint_parser("addrop-tag", __doc__, "a checkpoint of fairseq-train --task sequence_tagging")
     p.add_argument("--input", required=True, help="CoNLL file to tag (token first, optional gold tag last)")
     p.add_argument("--output", default="-", help="where to write the tagged file ('-': stdout)")
     p.add_argument("--tag-scheme", default="auto", choices=["auto", *schemes.SCHEMES],
                    help="scheme of the gold tags and of the written predictions")
     p.add_argument("--no-gold", action="store_true", help="the last column is not a gold tag")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="sentences per forward pass")
+    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="sentences per forward pass")
     p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
     return p
 
@@ -103,7 +96,7 @@ def report(gold, pred, stream) -> dict:
 
 
 def load(checkpoint: str, data):
-    model, cfg, task = load_checkpoint(checkpoint, data)
+    model, cfg, task = cli.load_checkpoint(checkpoint, data)
     if not hasattr(task, "encode_words"):
         raise InputError(f"{checkpoint} was not trained with --task sequence_tagging (task: {cfg.task._name})")
     try:
@@ -130,13 +123,13 @@ def read_input(path: str, gold: Optional[bool]):
 
 def run(argv=None) -> Optional[dict]:
     """Tag (see the module docstring); returns the scores when the input has gold tags."""
-    return run_command(get_parser(), work, argv)
+    return cli.run_command(get_parser(), work, argv)
 
 
 def work(args) -> Optional[dict]:
-    check_input_file(args.input, "--input")
+    cli.check_input_file(args.input, "--input")
     if args.output != "-":
-        check_output_file(args.output, "--output")  # before the work, not after tagging everything
+        cli.check_output_file(args.output, "--output")  # before the work, not after tagging everything
     conll = read_input(args.input, gold=False if args.no_gold else None)
     if not conll.sentences:
         raise InputError(f"{args.input}: no sentences")
