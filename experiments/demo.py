@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 
 import run as runner
+import selection
 import studies
+from paths import RESULTS
+from planning import load_study
 from paper import paper_gain
 from stats import in_plain_words, mean_std, read, verdict
 from tasks import TASKS
@@ -26,9 +29,9 @@ HERE = Path(__file__).resolve().parent
 
 def stored(results: Path, task: str):
     """(choice, {"ft"/"addrop": {seed: run}}) of the protocol study's fresh seeds for ``task``."""
-    done = runner.load_study(results, "protocol")
+    done = load_study(results, "protocol")
     fresh = {m: {r["seed"]: r for r in done if r["task"] == task and r["method"] == m} for m in ("ft", "addrop")}
-    return studies.protocol_choice(task, done), fresh
+    return selection.protocol_choice(task, done), fresh
 
 
 def summary(task: str, live: dict, fresh: dict) -> list:
@@ -91,7 +94,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=studies.DEMO_SEED)
     p.add_argument("--out", type=Path, default=HERE / "work" / "demo")
-    p.add_argument("--stored", type=Path, default=runner.RESULTS, help="the committed results (protocol study)")
+    p.add_argument("--stored", type=Path, default=RESULTS, help="the committed results (protocol study)")
     p.add_argument("--jobs", type=int, default=2)
     args = p.parse_args(argv)
     task = studies.DEMO_TASK

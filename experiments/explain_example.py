@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import glue
-import run
 import studies
+from commands import command
+from paths import shared_data
+from planning import tuned_lrs
 
 HERE = Path(__file__).resolve().parent
 
@@ -22,17 +24,17 @@ def main() -> int:
     work = HERE / "work"
     save = work / "explain" / "mrpc"
     model_dir = glue.minilm_dir()
-    data_bin, sizes = glue.prepare(run.shared_data() / "glue", "mrpc", studies.TRAIN_SIZE, work, None, 128, model_dir)
-    lr = run.tuned_lrs(HERE / "results").get("mrpc", studies.DEFAULT_LR)
+    data_bin, sizes = glue.prepare(shared_data() / "glue", "mrpc", studies.TRAIN_SIZE, work, None, 128, model_dir)
+    lr = tuned_lrs(HERE / "results").get("mrpc", studies.DEFAULT_LR)
     p, q = studies.PAPER_PQ["mrpc"]
     r = studies.Run("explain", "mrpc", "addrop", 1, studies.addrop_flags(p, q, studies.PAPER_LAYERS["mrpc"]),
                     lr=lr, epochs=2)
-    cmd = run.command(r, data_bin, sizes, model_dir, "cpu")
+    cmd = command(r, data_bin, sizes, model_dir, "cpu")
     cmd[cmd.index("--no-save"):cmd.index("--no-save") + 1] = ["--save-dir", str(save), "--no-epoch-checkpoints"]
     if not (save / "checkpoint_last.pt").exists():
         print("$ " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=run.REPO, env=dict(__import__("os").environ, OMP_NUM_THREADS="1"))
-    dev = glue.read_split(run.shared_data() / "glue", "mrpc", "dev")
+    dev = glue.read_split(shared_data() / "glue", "mrpc", "dev")
     first = min(dev, key=lambda row: len(row[0].split()) + len(row[1].split()))  # the shortest pair: readable
     out = HERE / "figures" / "explain_mrpc.png"
     explain = [sys.executable, "-m", "addrop_fairseq.explain", "--checkpoint", str(save / "checkpoint_last.pt"),

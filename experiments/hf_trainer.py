@@ -20,8 +20,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import run as runner
 import studies
+from paths import RESULTS, WORK
+from planning import tuned_lrs
+from record import versions
 from tasks import TASKS
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +52,7 @@ def summaries(task: str, seed: int, lr: float, result: dict, cmd: list, cpu_s: f
             "lr": lr, "epochs_planned": studies.EPOCHS, "batch_size": studies.BATCH, "metric": r["metric"],
             "data": {"train": studies.TRAIN_SIZE, "max_length": 128},
             "command": [a.replace(str(HERE.parent) + "/", "") for a in cmd],
-            "versions": runner.versions(), "device": "cpu", "threads": 1, "epochs": epochs,
+            "versions": versions(), "device": "cpu", "threads": 1, "epochs": epochs,
             "best": {"epoch": r["best_epoch"], "score": r["best"]}, "last": {"epoch": epochs[-1]["epoch"], "score": r["last"]},
             "train_seconds": r["train_seconds"],
         }
@@ -99,10 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--task", default="mrpc", choices=[t for t in TASKS if TASKS[t].family == "glue"])
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--results", type=Path, default=runner.RESULTS)
-    p.add_argument("--work", type=Path, default=runner.WORK)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--work", type=Path, default=WORK)
     a = p.parse_args(argv)
-    lr = runner.tuned_lrs(a.results).get(a.task, studies.DEFAULT_LR)
+    lr = tuned_lrs(a.results).get(a.task, studies.DEFAULT_LR)
     seeds = [int(s) for s in a.seeds.split(",")]
     with ThreadPoolExecutor(max_workers=a.jobs) as pool:
         ok = list(pool.map(lambda s: run_seed(a.task, s, lr, a.results, a.work), seeds))

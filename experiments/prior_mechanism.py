@@ -22,8 +22,11 @@ import sys
 from pathlib import Path
 
 import glue
-import run
 import studies
+from commands import command
+from paths import RESULTS, WORK, shared_data
+from planning import tuned_lrs
+from record import versions
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,9 +59,9 @@ def train_checkpoint(data: Path, work: Path, model_dir: str) -> Path:
     if best.exists():
         return best
     r = studies.Run("prior_mechanism", "mrpc", "ft", 1, studies.FT,
-                    lr=run.tuned_lrs(run.RESULTS).get("mrpc", studies.DEFAULT_LR))
+                    lr=tuned_lrs(RESULTS).get("mrpc", studies.DEFAULT_LR))
     binned, sizes = glue.TASKS["mrpc"].prepare(data, "mrpc", r.train_size, work, r.dev_size, r.max_length, model_dir)
-    cmd = run.command(r, binned, sizes, model_dir, "cpu")
+    cmd = command(r, binned, sizes, model_dir, "cpu")
     cmd[cmd.index("--no-save")] = "--no-epoch-checkpoints"
     cmd += ["--save-dir", str(ckpt_dir), "--no-last-checkpoints"]
     print(f"training FT on MRPC (seed 1, {r.epochs} epochs) for the measurement ...", flush=True)
@@ -110,8 +113,8 @@ def measure(checkpoint: Path, pairs, strategy: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", type=Path, default=run.RESULTS)
-    p.add_argument("--work", type=Path, default=run.WORK)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--work", type=Path, default=WORK)
     p.add_argument("--data", type=Path, default=None, help="folder with glue/ (default ../shared/data)")
     p.add_argument("--pairs", type=int, default=None, help="the first N dev pairs (default: all)")
     p.add_argument("--force", action="store_true", help="measure again when the JSON exists (default: skip)")
@@ -120,12 +123,12 @@ def main(argv=None) -> int:
     if path.exists() and not args.force:
         print(f"{path} exists: skipped (--force measures again)")
         return 0
-    data = args.data or run.shared_data()
+    data = args.data or shared_data()
     model_dir = glue.minilm_dir()
     checkpoint = train_checkpoint(data, args.work, model_dir)
     pairs = glue.read_split(data / "glue", "mrpc", "dev")[:args.pairs]
     out = {"task": "mrpc", "rate": RATE, "layer": 0, "labels": "gold", "checkpoint": "FT, seed 1, best epoch",
-           "versions": run.versions(), "strategies": {}}
+           "versions": versions(), "strategies": {}}
     for s in STRATEGIES:
         out["strategies"][s] = measure(checkpoint, pairs, s)
         m = out["strategies"][s]

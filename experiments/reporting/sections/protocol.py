@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Dict, List, Optional, Tuple
 
+import selection
 import studies
 from stats import MIN_SEEDS_FOR_VERDICT, judged, mean_std, over_seeds, verdict
 from tasks import TASKS
@@ -78,8 +79,8 @@ def task_result(task: str, runs: List[dict]) -> TaskResult:
     fresh = {m: {r["seed"]: r for r in mine if r["method"] == m} for m in ("ft", "addrop")}
     seeds = sorted(set(fresh["ft"]) & set(fresh["addrop"]))
     diffs = [fresh["addrop"][s]["best"]["score"] - fresh["ft"][s]["best"]["score"] for s in seeds]
-    return TaskResult(task, mine[0]["metric"], ft_search, addrop_search, studies.protocol_lr(task, mine),
-                      studies.protocol_cell(task, mine), fresh, diffs)
+    return TaskResult(task, mine[0]["metric"], ft_search, addrop_search, selection.protocol_lr(task, mine),
+                      selection.protocol_cell(task, mine), fresh, diffs)
 
 
 def epochs_run(r: dict) -> str:
@@ -132,7 +133,7 @@ def status(t: TaskResult) -> str:
     n_grid = len(studies.PROTOCOL_FT_SEEDS) * len(studies.PROTOCOL_LRS)
     parts = [f"FT's search {n_ft} of {n_grid} runs"]
     if t.lr is not None:
-        grid = studies.protocol_grid({c: r["best"]["score"] for c, r in t.addrop_search.items()})
+        grid = selection.protocol_grid({c: r["best"]["score"] for c, r in t.addrop_search.items()})
         parts.append(f"AD-DROP's search {len(t.addrop_search)} of {len(grid)} cells")
         parts.append(f"fresh seeds: FT {len(t.fresh['ft'])}, AD-DROP {len(t.fresh['addrop'])} of {len(studies.CONFIRM_SEEDS)}")
     return "; ".join(parts)
@@ -263,7 +264,7 @@ def build(data: Data, rel: str, done: dict) -> Protocol:
         if t.addrop_search:
             lines += [f"AD-DROP's p x q at learning rate {t.lr:g}, seed {studies.PROTOCOL_SEARCH_SEED} (chosen in bold):", ""]
             lines += addrop_table(t) + [""]
-            extra = sorted(set(t.addrop_search) - {(p, q) for p in studies.PROTOCOL_P for q in studies.PROTOCOL_Q})
+            extra = sorted(set(t.addrop_search) - set(studies.PROTOCOL_GRID))
             if extra:
                 lines += ["The 3 x 3 grid's best cell sat at its upper edge, so the cells beyond it were added: "
                           + ", ".join(f"({p:g}, {q:g})" for p, q in extra) + f" (AD-DROP had {len(t.addrop_search)} "

@@ -4,7 +4,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import studies
+import selection
 from stats import MIN_SEEDS_FOR_VERDICT, mean_std, p_text, verdict
 from tasks import TASKS
 
@@ -39,7 +39,7 @@ def recommendations(cells: dict, confirm: Optional[Comparison]) -> List[str]:
     lines = []
     for t, c in cells.items():
         cross = {(p, q): v for (s, p, q), v in c.scores.items() if s == "cross"}
-        best = studies.best_cell(cross)  # the cell study confirm judges
+        best = selection.best_cell(cross)  # the cell study confirm judges
         if best is None:
             continue
         default = (0.3, 0.3)

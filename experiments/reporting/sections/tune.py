@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+import selection
 import studies
 from stats import fmt
 from tasks import TASKS
@@ -35,8 +36,8 @@ def build(data: Data, rel: str, done: dict) -> Tune:
         if not rs:
             continue
         mt = TASKS[task].family == "mt"
-        value = {r["lr"]: -studies.tune_score(r) if mt else studies.tune_score(r) for r in rs}
-        best = out.chosen[task] = studies.chosen_lr(task, rs)
+        value = {r["lr"]: -selection.tune_score(r) if mt else selection.tune_score(r) for r in rs}
+        best = out.chosen[task] = selection.chosen_lr(task, rs)
         edge = " (the grid's edge: widen it)" if best in (min(TASKS[task].lr_grid), max(TASKS[task].lr_grid)) else ""
         chosen = f"{best:g}{edge}" if best is not None else "grid incomplete"
         lines.append(f"| {TASKS[task].name} | {'dev loss (lowest)' if mt else 'dev ' + rs[0]['metric']} | "
