@@ -281,7 +281,7 @@ def strongest(done: Dict[str, Section]) -> List[str]:
     ft = [x[0]["best"]["score"] for x in reg.pairs.values()] if reg.complete else \
         [x["best"]["score"] for x in cola.fresh["ft"].values()]
     scope = (f"**Scope:** MiniLM, {studies.TRAIN_SIZE} {name} training rows, the reference code's recipe; FT reaches "
-             f"{statistics.mean(ft):.0f} {g.metric} here, the paper's BERT-base FT {g.ft:g}."
+             f"{statistics.mean(ft):.0f} {g.metric} here, the paper's BERT-base FT {g.ft:g} ({g.gain:+g} with AD-DROP)."
              + ("" if reg.complete else f" A registered {reg.planned}-pair test is running ({len(reg.pairs)} in)."))
     return [head, scope]
 
