@@ -276,9 +276,15 @@ def parse_only(values: Optional[List[str]]) -> Optional[List[int]]:
     return sorted(set(picked))
 
 
-def default_tests(repo: Path) -> List[str]:
+#: the tests of a file the default selection does not reach, run first for its mutants
+TESTS_OF = {AO: ["tests/test_attendout.py", "tests/test_attention_regularizer.py"],
+            AOC: ["tests/test_attendout_criterion.py"]}
+
+
+def default_tests(repo: Path, mutant: Optional[Mutant] = None) -> List[str]:
     extra = sorted(str(p.relative_to(repo)) for p in (repo / "tests").glob("test_criterion_*.py"))
-    return DEFAULT_TESTS + extra
+    own = TESTS_OF.get(mutant.file, []) if mutant is not None else []
+    return own + [t for t in DEFAULT_TESTS + extra if t not in own]
 
 
 def short(text: str, width: int) -> str:
@@ -289,14 +295,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", type=Path, default=REPO, help="repository to copy (default: this one)")
     ap.add_argument("--mutants-tests", nargs="+", metavar="PATH",
-                    help="pytest selection run per mutant (default: tests/test_masks.py "
-                         "tests/test_attribution.py tests/test_criterion.py tests/test_criterion_*.py)")
+                    help="pytest selection run per mutant (default: tests/test_masks.py tests/test_attribution.py "
+                         "tests/test_criterion.py tests/test_faithful.py tests/test_criterion_*.py; AttendOut's "
+                         "mutants run their own test files first)")
     ap.add_argument("-k", dest="keyword", help="pytest -k expression added to the selection")
+    ap.add_argument("--workers", type=int, default=0, help="pytest-xdist workers per run (default 0: one process)")
     ap.add_argument("--only", action="append", metavar="N[,N...]", help="run only these mutants (1-based, see --list)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per pytest run (default 900)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the run on unmutated code")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     ap.add_argument("--list", action="store_true", help="print the mutants and whether each still applies")
+    ap.add_argument("--out", type=Path, help="also write the result (score, survivors, table) to this Markdown file")
     args = ap.parse_args(argv)
 
     repo = args.repo.resolve()
@@ -311,7 +320,7 @@ def main(argv=None) -> int:
         return 0
 
     tests = args.mutants_tests or default_tests(repo)
-    extra = ["-k", args.keyword] if args.keyword else []
+    extra = (["-k", args.keyword] if args.keyword else []) + (["-n", str(args.workers)] if args.workers else [])
     tmp = Path(tempfile.mkdtemp(prefix="addrop_mutants_"))
     copy = tmp / repo.name
     try:
@@ -319,7 +328,8 @@ def main(argv=None) -> int:
         env = run_env(repo, copy)
         check_imports_copy(copy, env)
         print(f"copy: {n} files of {repo} in {copy}")
-        print(f"tests: {' '.join(tests + extra)}  (-x -q, timeout {args.timeout:.0f}s per mutant)")
+        print(f"tests: {' '.join(tests + extra)} (-x -q, timeout {args.timeout:.0f}s per mutant; "
+              "AttendOut's mutants run their own files first)")
         sys.stdout.flush()
         if not args.no_baseline:
             status, seconds, first = run_tests(copy, tests, extra, env, args.timeout)
@@ -338,7 +348,8 @@ def main(argv=None) -> int:
             else:
                 path.write_text(original.replace(m.original, m.replacement, 1), encoding="utf-8")
                 try:
-                    status, seconds, first = run_tests(copy, tests, extra, env, args.timeout)
+                    status, seconds, first = run_tests(copy, args.mutants_tests or default_tests(repo, m), extra, env,
+                                                       args.timeout)
                 finally:
                     path.write_text(original, encoding="utf-8")
                 outcome = {"passed": "survived", "failed": "killed", "timeout": "timeout"}.get(status, status)
@@ -352,17 +363,31 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print()
-    print(f"| {'#':>3} | {'file':27} | {'mutant':62} | {'result':9} | {'s':>6} | caught by")
-    print(f"|{'-' * 5}|{'-' * 29}|{'-' * 64}|{'-' * 11}|{'-' * 8}|{'-' * 10}")
+    lines = [f"| {'#':>3} | {'file':27} | {'mutant':62} | {'result':9} | {'s':>6} | caught by",
+             f"|{'-' * 5}|{'-' * 29}|{'-' * 64}|{'-' * 11}|{'-' * 8}|{'-' * 10}"]
     for i, m, outcome, seconds, first in rows:
-        print(f"| {i:3d} | {short(m.file.replace('addrop_fairseq/', ''), 27):27} | {short(m.description, 62):62} "
-              f"| {outcome:9} | {seconds:6.1f} | {short(first, 90) if outcome in ('killed', 'timeout') else first}")
+        lines.append(f"| {i:3d} | {short(m.file.replace('addrop_fairseq/', ''), 27):27} | {short(m.description, 62):62} "
+                     f"| {outcome:9} | {seconds:6.1f} | {short(first, 90) if outcome in ('killed', 'timeout') else first}")
     counts = {k: sum(r[2] == k for r in rows) for k in ("killed", "timeout", "survived", "stale", "ambiguous", "no tests")}
     live = counts["killed"] + counts["timeout"] + counts["survived"]
-    score = f"{100.0 * (counts['killed'] + counts['timeout']) / live:.0f}%" if live else "n/a"
+    caught = counts["killed"] + counts["timeout"]
+    score = f"{caught} of {live} caught ({100.0 * caught / live:.0f}%)" if live else "n/a"
+    survivors = [f"{i} ({m.description})" for i, m, outcome, _, _ in rows if outcome == "survived"]
+    summary = ("  ".join(f"{k} {v}" for k, v in counts.items() if v) + f"  -- mutation score: {score}"
+               + (f"; survived: {'; '.join(survivors)}" if survivors else ""))
     print()
-    print("  ".join(f"{k} {v}" for k, v in counts.items() if v) + f"  -- mutation score {score}")
+    print("\n".join(lines))
+    print()
+    print(summary)
+    if args.out is not None:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        command = " ".join(["python", "benchmarks/mutation_check.py", *(argv if argv is not None else sys.argv[1:])])
+        args.out.write_text(
+            "# Mutation check\n\nWritten by `benchmarks/mutation_check.py --out` (see CONTRIBUTING.md): "
+            f"`{command}` on commit {commit}, {time.strftime('%Y-%m-%d')}.\n\n"
+            f"**{summary}**\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        print(f"written: {args.out}")
     return 1 if counts["survived"] else 0
 
 
