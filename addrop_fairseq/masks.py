@@ -113,9 +113,7 @@ def addrop_drop_mask(
     if q >= 1.0:
         drop = candidates
     else:
-        u = torch.rand(
-            candidates.shape, generator=generator, device=candidates.device, dtype=torch.float32
-        )
+        u = uniform(candidates, generator)
         drop = candidates & (u < q)
     return _keep_one_in_place(drop, filled, n)
 
@@ -140,9 +138,19 @@ def attributed_rows(attribution: Tensor, valid: Tensor) -> Tensor:
     return (attribution.detach().ne(0) & valid).any(dim=-1, keepdim=True)
 
 
+def uniform(like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """U[0, 1) float32 draws of ``like``'s shape, on its device (contiguous). Without a generator,
+    ``rand_like``: the same draws as ``torch.rand(shape)``, and it also traces under
+    ``torch.compile`` with dynamic shapes (``torch.rand(..., generator=None)`` takes an
+    overload that needs concrete sizes: a compiled pass 2 would fail on its first recompile)."""
+    if generator is None:
+        return torch.rand_like(like, dtype=torch.float32, memory_format=torch.contiguous_format)
+    return torch.rand(like.shape, generator=generator, device=like.device, dtype=torch.float32)
+
+
 def random_region(valid: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """The RD ablation's "attribution": uniform noise, so Eq. 6 picks a random region."""
-    return torch.rand(valid.shape, generator=generator, device=valid.device)
+    return uniform(valid, generator)
 
 
 class DropMasks:

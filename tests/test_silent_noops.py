@@ -130,6 +130,23 @@ def test_compiled_pass_one_is_refused_and_compiled_pass_two_masks_as_eager_code_
         assert abs(float(net(**batch).loss) - float(eager_loss)) > 1e-4
 
 
+def test_compiled_pass_two_with_dynamic_shapes_draws_its_masks():
+    """A model compiled with dynamic shapes (what a compiled Trainer gets after its first
+    recompile on another sequence length) traces pass 2's mask draws: ``torch.rand(shape,
+    generator=None)`` would need concrete sizes there (masks.uniform draws with rand_like)."""
+    model = minilm(dropout=0.0).train()
+    selected = heads.find_sites(model, None, None)
+    kind = heads.kind_of(model)
+    addrop = engine.ADDropEngine(ADDropOptions(addrop_schedule="always"), "test")
+    net = torch.compile(model, backend="aot_eager", dynamic=True)
+    for length in (7, 9):
+        batch = collate(minilm_rows(length=length))
+        loss, drop = addrop.run(kind, model, batch, selected, lambda: net(**batch).loss)
+        assert torch.isfinite(loss.loss if hasattr(loss, "loss") else loss)
+        frac = int(drop.dropped_attributed) / int(drop.valid_attributed)
+        assert 0.03 < frac < 0.25, frac  # about p * q = 0.09 of the attributed rows' keys
+
+
 @pytest.mark.parametrize("how", ["torch_compile", "user"])
 def test_a_compiled_model_gets_real_attributions_in_the_trainer(tmp_path, how):
     """``torch_compile=True`` and a model the user compiled: pass 1 runs uncompiled (non-zero
