@@ -252,3 +252,17 @@ def test_drop_masks_follow_each_sites_attribution_and_count():
     rd = DropMasks(None, 0.5, 1.0, generator=torch.Generator().manual_seed(5))
     region = torch.rand(valid.shape, generator=torch.Generator().manual_seed(5))
     assert torch.equal(rd(0, valid), addrop_drop_mask(region, valid, 0.5, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_drop_fill_value_is_finite_and_its_weight_is_zero(dtype):
+    """drop_fill_value's contract: exp() of it is 0 beside any real score, yet it is finite, so a
+    row whose every key got it stays a distribution (uniform) instead of NaN (-inf would not)."""
+    scores = torch.randn(3, 5, generator=torch.Generator().manual_seed(0)).to(dtype)
+    fill = drop_fill_value(dtype)
+    assert torch.isfinite(torch.tensor(fill, dtype=dtype))
+    some = torch.tensor([True, True, False, True, False])
+    probs = torch.softmax(scores.masked_fill(some, fill).float(), dim=-1)
+    assert probs[:, some].eq(0).all() and torch.allclose(probs.sum(-1), torch.ones(3))
+    every = torch.softmax(scores.masked_fill(torch.ones(5, dtype=torch.bool), fill).float(), dim=-1)
+    assert torch.isfinite(every).all() and torch.allclose(every, torch.full_like(every, 0.2))
