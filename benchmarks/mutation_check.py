@@ -319,6 +319,9 @@ def main(argv=None) -> int:
             print(f"{i:3d}  {state:9s} {m.file:40s} {m.description}")
         return 0
 
+    # the commit the copy was made from (the tree may move on while the mutants run)
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     tests = args.mutants_tests or default_tests(repo)
     extra = (["-k", args.keyword] if args.keyword else []) + (["-n", str(args.workers)] if args.workers else [])
     tmp = Path(tempfile.mkdtemp(prefix="addrop_mutants_"))
@@ -380,12 +383,10 @@ def main(argv=None) -> int:
     print()
     print(summary)
     if args.out is not None:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
         command = " ".join(["python", "benchmarks/mutation_check.py", *(argv if argv is not None else sys.argv[1:])])
         args.out.write_text(
             "# Mutation check\n\nWritten by `benchmarks/mutation_check.py --out` (see CONTRIBUTING.md): "
-            f"`{command}` on commit {commit}, {time.strftime('%Y-%m-%d')}.\n\n"
+            f"`{command}` on commit {commit} (and the working tree's changes then), {time.strftime('%Y-%m-%d')}.\n\n"
             f"**{summary}**\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
         print(f"written: {args.out}")
     return 1 if counts["survived"] else 0
